@@ -1,0 +1,54 @@
+# BILBO — two commands on a fresh machine:
+#   make demo   venv with the runtime only (no torch), a simulated night on the sample camera, dashboard on :5555
+#   make test   venv with runtime + training + dev tools, Debian test deps, ruff, the whole test suite
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+RUNTIME := $(VENV)/.runtime-installed
+DEV := $(VENV)/.dev-installed
+DEMO_DATA := data/demo
+
+.PHONY: venv venv-dev demo dashboard test lint system-deps weights install-schedule bench clean-demo
+
+$(RUNTIME): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(DEV): $(RUNTIME) requirements-train.txt requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+venv: $(RUNTIME)
+venv-dev: $(DEV)
+
+demo: $(RUNTIME)
+	rm -rf $(DEMO_DATA)
+	BILBO_DATA_DIR=$(DEMO_DATA) $(PY) monitor.py --night last
+	@echo
+	@echo "  Dashboard: http://127.0.0.1:5555/   (Ctrl-C to stop)"
+	@echo
+	BILBO_DATA_DIR=$(DEMO_DATA) $(PY) -m dashboard
+
+dashboard: $(RUNTIME)
+	$(PY) -m dashboard
+
+system-deps:
+	bash .ci/system-deps.sh
+
+lint: $(DEV)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+test: $(DEV) system-deps
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+weights: $(DEV)
+	$(PY) -m train.sample_models --out models/weights
+
+install-schedule: $(RUNTIME)
+	@if [ "$$(uname)" = Darwin ]; then bash launchd/install.sh; else bash systemd/install.sh; fi
+
+bench: $(DEV)
+	$(PY) bench/tick.py

@@ -1,0 +1,39 @@
+"""Has the bassinet changed since the last kept frame? If not, the tick skips the models.
+
+The score is the largest change of any 16x16 block's mean brightness in the bassinet crop,
+not the whole-frame mean: eyes opening move a few hundred pixels of a 640x360 frame, which a
+global mean would average away, while per-pixel sensor noise averages out inside a block.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+BLOCK = 16
+
+
+def crop_to(image: np.ndarray, crop: tuple[int, int, int, int] | None) -> np.ndarray:
+    """The bassinet region (clipped to the image), or the whole image when no crop is set."""
+    if crop is None:
+        return image
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = crop
+    x1, x2 = max(0, min(x1, w - 1)), max(1, min(x2, w))
+    y1, y2 = max(0, min(y1, h - 1)), max(1, min(y2, h))
+    return image[y1:y2, x1:x2]
+
+
+def _block_means(image: np.ndarray) -> np.ndarray:
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+    h, w = gray.shape
+    bh, bw = max(1, h // BLOCK), max(1, w // BLOCK)
+    return cv2.resize(gray.astype(np.float32), (bw, bh), interpolation=cv2.INTER_AREA)
+
+
+def diff_score(reference: np.ndarray, current: np.ndarray, crop: tuple[int, int, int, int] | None) -> float:
+    """Max absolute change of 16x16 block means (0-255). A resolution change counts as fully changed."""
+    ref, cur = crop_to(reference, crop), crop_to(current, crop)
+    if ref.shape[:2] != cur.shape[:2]:
+        return 255.0
+    return float(np.abs(_block_means(ref) - _block_means(cur)).max())

@@ -1,0 +1,267 @@
+"""BILBO's tick: grab one frame, skip it if the bassinet is unchanged, classify, store, alert.
+
+A systemd timer or launchd agent runs `python monitor.py --once` every few minutes. Each tick
+is independent: if one fails it logs one line and exits non-zero, and the next tick retries.
+
+    python monitor.py --once                      # one tick on CAMERA_URL from .env
+    python monitor.py --once --source sample      # one tick on the built-in sample camera
+    python monitor.py --night 2026-11-21          # a whole simulated night on the sample camera (demo)
+
+Exit codes: 0 tick done (or another tick was running), 1 tick failed, 2 bad settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from dataclasses import replace
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from alerts.notifiers import notifier_from_settings
+from alerts.outbox import deliver_pending
+from alerts.rules import rows_needed, wake_alert
+from capture.ffmpeg import CaptureError
+from capture.night import is_infrared
+from capture.pixeldiff import diff_score
+from capture.sources import CapturedFrame, grab
+from db import jsonl
+from db.store import Store, StoreError, TickRow
+from lockfile import TickLock
+from models.cascade import Cascade, ModelError
+from settings import DEFAULT_ENV_FILE, Settings, SettingsError, load_settings
+
+log = logging.getLogger("bilbo.tick")
+
+# A frame that stays "unchanged" this long is classified anyway, so a stale result never lingers.
+MAX_UNCHANGED_S = 1800
+NIGHT_START, NIGHT_END = "18:30", "07:30"
+
+
+class LazyCascade:
+    """Loads the ONNX models on first use only: an unchanged frame never pays for them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._cascade: Cascade | None = None
+
+    def get(self) -> Cascade:
+        if self._cascade is None:
+            s = self._settings
+            self._cascade = Cascade.load(
+                s.models_dir,
+                presence_threshold=s.presence_threshold,
+                face_threshold=s.face_threshold,
+                eye_threshold=s.eye_threshold,
+            )
+        return self._cascade
+
+
+def _read_reference(settings: Settings, store: Store) -> np.ndarray | None:
+    """The last kept frame, or None if there is none or it cannot be read (then we classify)."""
+    relative = store.last_reference_jpeg()
+    if relative is None:
+        return None
+    return cv2.imread(str(settings.data_dir / relative), cv2.IMREAD_COLOR)
+
+
+def _save_jpeg(settings: Settings, frame: CapturedFrame, at: datetime) -> str:
+    """Write the JPEG atomically (tmp + rename) and return its path relative to the data dir."""
+    relative = Path("frames") / at.strftime("%Y-%m-%d") / f"{at.strftime('%H%M%S')}-{int(at.timestamp())}.jpg"
+    target = settings.data_dir / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    tmp.write_bytes(frame.jpeg)
+    os.replace(tmp, target)
+    return str(relative)
+
+
+def classify(settings: Settings, frame: CapturedFrame, store: Store, at: datetime, models: LazyCascade) -> TickRow:
+    """Build the tick's row: reuse the last result when the frame is unchanged, else run the cascade."""
+    started = time.perf_counter()
+    reference = _read_reference(settings, store)
+    score = None if reference is None else diff_score(reference, frame.image, settings.bassinet_crop)
+    previous = store.last_classified()
+    unchanged = (
+        score is not None
+        and score < settings.diff_threshold
+        and previous is not None
+        and at.timestamp() - previous.ts < MAX_UNCHANGED_S
+    )
+    night = is_infrared(frame.image)
+    if unchanged:
+        fields = {
+            "state": previous.state,
+            "presence_label": previous.presence_label,
+            "presence_conf": previous.presence_conf,
+            "face_box": previous.face_box,
+            "face_conf": previous.face_conf,
+            "eyes_label": previous.eyes_label,
+            "eyes_conf": previous.eyes_conf,
+            "model_version": previous.model_version,
+        }
+    else:
+        result = models.get().run(frame.image, settings.bassinet_crop)
+        fields = {
+            "state": result.state,
+            "presence_label": result.presence_label,
+            "presence_conf": result.presence_conf,
+            "face_box": result.face_box,
+            "face_conf": result.face_conf,
+            "eyes_label": result.eyes_label,
+            "eyes_conf": result.eyes_conf,
+            "model_version": result.model_version,
+        }
+    keep = not unchanged or settings.keep_unchanged_jpeg
+    return TickRow(
+        ts=at.timestamp(),
+        source=frame.source,
+        unchanged=unchanged,
+        diff_score=score,
+        night=night,
+        jpeg_path=_save_jpeg(settings, frame, at) if keep else None,
+        duration_ms=(time.perf_counter() - started) * 1000.0,
+        **fields,
+    )
+
+
+def tick(settings: Settings, at: datetime, models: LazyCascade) -> TickRow:
+    """One tick: capture → diff → cascade → store (+ alerts in the same transaction) → JSONL."""
+    started = time.perf_counter()
+    frame = grab(settings.camera_url, at=at, timeout_s=settings.capture_timeout_s, ffmpeg_path=settings.ffmpeg_path)
+    with Store.open(settings.db_path) as store:
+        row = classify(settings, frame, store, at, models)
+        row = replace(row, duration_ms=(time.perf_counter() - started) * 1000.0)
+        alerts = []
+        if not row.unchanged:
+            recent = [*store.recent_classified(rows_needed(settings.wake_window) - 1), row]
+            alert = wake_alert(
+                recent,
+                window=settings.wake_window,
+                needed=settings.wake_needed,
+                last_alert_ts=store.last_alert_ts("wake"),
+                cooldown_s=settings.alert_cooldown_s,
+                photo_path=row.jpeg_path,
+            )
+            alerts = [alert] if alert else []
+        try:
+            row = replace(row, id=store.insert_tick(row, alerts))
+        except StoreError:
+            if row.jpeg_path:
+                (settings.data_dir / row.jpeg_path).unlink(missing_ok=True)
+            raise
+    try:
+        jsonl.append(settings.jsonl_path, row)
+    except OSError as exc:
+        log.warning("tick stored, but the JSONL backup line was not written: %s", exc)
+    return row
+
+
+def describe(row: TickRow) -> str:
+    """The one log line a parent reads at 3 a.m."""
+    when = datetime.fromtimestamp(row.ts).strftime("%H:%M")
+    mode = "night" if row.night else "day"
+    if row.unchanged:
+        return f"{when} {mode}: unchanged (diff {row.diff_score:.1f}), still {row.state} [{row.duration_ms:.0f} ms]"
+    parts = [f"present {row.presence_conf:.2f}" if row.presence_label == "present" else "empty"]
+    if row.face_conf is not None:
+        parts.append(f"face {row.face_conf:.2f}")
+    if row.eyes_label:
+        parts.append(f"eyes {row.eyes_label} {row.eyes_conf:.2f}")
+    return f"{when} {mode}: {row.state} ({', '.join(parts)}) [{row.duration_ms:.0f} ms]"
+
+
+def deliver_alerts(settings: Settings, now: float) -> None:
+    """Send what is in the outbox; runs after every tick, failed or not, so outages never drop alerts."""
+    try:
+        with Store.open(settings.db_path) as store:
+            deliver_pending(store, notifier_from_settings(settings), settings.data_dir, now=now, log=log)
+    except StoreError as exc:
+        log.error("alerts not delivered this tick (will retry): %s", exc)
+
+
+def run_once(settings: Settings, at: datetime, models: LazyCascade) -> int:
+    try:
+        row = tick(settings, at, models)
+        log.info("tick %s", describe(row))
+        code = 0
+    except (CaptureError, ModelError, StoreError, OSError) as exc:
+        log.error("tick failed: %s", exc)
+        code = 1
+    deliver_alerts(settings, now=at.timestamp())
+    return code
+
+
+def night_times(night_of: date, interval_s: int) -> list[datetime]:
+    """Tick times from NIGHT_START on `night_of` to NIGHT_END the next morning, local time."""
+    start = datetime.combine(night_of, datetime.strptime(NIGHT_START, "%H:%M").time()).astimezone()
+    end = datetime.combine(night_of + timedelta(days=1), datetime.strptime(NIGHT_END, "%H:%M").time()).astimezone()
+    count = int((end - start).total_seconds() // interval_s) + 1
+    return [start + timedelta(seconds=i * interval_s) for i in range(count)]
+
+
+def run_night(settings: Settings, night_of: date) -> int:
+    """Replay a whole night on the sample camera with a simulated clock (the demo)."""
+    models = LazyCascade(settings)
+    failures = 0
+    times = night_times(night_of, settings.tick_interval_s)
+    for at in times:
+        failures += run_once(settings, at, models)
+    log.info("simulated night of %s: %d ticks, %d failed", night_of, len(times), failures)
+    return 1 if failures else 0
+
+
+def _night_date(raw: str) -> date:
+    """'last' is the night that began yesterday evening."""
+    return date.today() - timedelta(days=1) if raw == "last" else date.fromisoformat(raw)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--once", action="store_true", help="run one tick and exit")
+    what.add_argument(
+        "--night", type=_night_date, metavar="YYYY-MM-DD|last", help="simulate a whole night on the sample camera"
+    )
+    parser.add_argument("--source", help="override CAMERA_URL: rtsp://..., a JPEG file or folder, or 'sample'")
+    parser.add_argument("--config", type=Path, default=DEFAULT_ENV_FILE, help="settings file (default: .env)")
+    parser.add_argument("--at", type=datetime.fromisoformat, help="pretend the tick happens at this time (tests)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    overrides = {"camera_url": "sample" if args.night else args.source} if (args.night or args.source) else {}
+    try:
+        settings = load_settings(args.config, **overrides)
+    except SettingsError as exc:
+        print(f"bilbo: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s", datefmt="%Y-%m-%d %H:%M:%S"
+    )
+    try:
+        settings.frames_dir.mkdir(parents=True, exist_ok=True)
+        lock = TickLock(settings.lock_path)
+        acquired = lock.acquire()
+    except OSError as exc:
+        log.error("tick failed: data dir %s is not usable: %s", settings.data_dir, exc)
+        return 1
+    if not acquired:
+        log.info("another tick is still running (lock %s); this one exits", settings.lock_path)
+        return 0
+    with lock:
+        if args.night:
+            return run_night(settings, args.night)
+        at = (args.at or datetime.now()).astimezone()
+        return run_once(settings, at, LazyCascade(settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

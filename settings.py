@@ -1,0 +1,203 @@
+"""BILBO's one settings object, read from `.env` and the environment and validated once.
+
+Every key can be set in `.env` as `KEY=value` or in the environment as `BILBO_KEY=value`;
+the environment wins. A missing or malformed value raises `SettingsError` naming the key,
+so the tick stops with one clear line instead of failing somewhere deep inside.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+
+REPO_DIR = Path(__file__).resolve().parent
+DEFAULT_ENV_FILE = REPO_DIR / ".env"
+ENV_PREFIX = "BILBO_"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the key."""
+
+
+def _crop(raw: str) -> tuple[int, int, int, int] | None:
+    if raw.strip() == "":
+        return None
+    parts = [int(p) for p in raw.split(",")]
+    if len(parts) != 4:
+        raise ValueError("want four integers x1,y1,x2,y2")
+    x1, y1, x2, y2 = parts
+    if x1 < 0 or y1 < 0 or x2 <= x1 or y2 <= y1:
+        raise ValueError("want 0 <= x1 < x2 and 0 <= y1 < y2")
+    return (x1, y1, x2, y2)
+
+
+def _unit_float(raw: str) -> float:
+    value = float(raw)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("want a number between 0 and 1")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if value <= 0:
+        raise ValueError("want a number above 0")
+    return value
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("want a whole number above 0")
+    return value
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("want true or false")
+
+
+def _log_level(raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ValueError("want DEBUG, INFO, WARNING or ERROR")
+    return level
+
+
+def _path(raw: str) -> Path:
+    if raw.strip() == "":
+        raise ValueError("want a path")
+    path = Path(raw).expanduser()
+    return path if path.is_absolute() else REPO_DIR / path
+
+
+def _text(raw: str) -> str:
+    return raw.strip()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the tick and the dashboard are allowed to be told. Field name = key in lower case."""
+
+    camera_url: str = "sample"
+    data_dir: Path = REPO_DIR / "data"
+    models_dir: Path = REPO_DIR / "models" / "weights"
+    bassinet_crop: tuple[int, int, int, int] | None = None
+    tick_interval_s: int = 240
+    capture_timeout_s: float = 15.0
+    ffmpeg_path: str = ""
+    diff_threshold: float = 2.0
+    presence_threshold: float = 0.5
+    face_threshold: float = 0.5
+    eye_threshold: float = 0.7
+    wake_window: int = 3
+    wake_needed: int = 2
+    alert_cooldown_s: int = 1800
+    telegram_bot_token: str = ""
+    telegram_chat_id: str = ""
+    telegram_base_url: str = ""
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 5555
+    log_level: str = "INFO"
+    keep_unchanged_jpeg: bool = False
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "bilbo.sqlite3"
+
+    @property
+    def jsonl_path(self) -> Path:
+        return self.data_dir / "ticks.jsonl"
+
+    @property
+    def frames_dir(self) -> Path:
+        return self.data_dir / "frames"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.data_dir / "monitor.lock"
+
+    @property
+    def telegram_enabled(self) -> bool:
+        return bool(self.telegram_bot_token and self.telegram_chat_id)
+
+
+# How each key is parsed. Adding a setting means adding a field above and a parser here.
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "camera_url": _text,
+    "data_dir": _path,
+    "models_dir": _path,
+    "bassinet_crop": _crop,
+    "tick_interval_s": _positive_int,
+    "capture_timeout_s": _positive_float,
+    "ffmpeg_path": _text,
+    "diff_threshold": _positive_float,
+    "presence_threshold": _unit_float,
+    "face_threshold": _unit_float,
+    "eye_threshold": _unit_float,
+    "wake_window": _positive_int,
+    "wake_needed": _positive_int,
+    "alert_cooldown_s": _positive_int,
+    "telegram_bot_token": _text,
+    "telegram_chat_id": _text,
+    "telegram_base_url": _text,
+    "dashboard_host": _text,
+    "dashboard_port": _positive_int,
+    "log_level": _log_level,
+    "keep_unchanged_jpeg": _bool,
+}
+KEYS = tuple(name.upper() for name in _PARSERS)
+
+
+def _raw_values(env_file: Path | None, environ: Mapping[str, str]) -> dict[str, str]:
+    raw: dict[str, str] = {}
+    if env_file is not None and env_file.exists():
+        for key, value in dotenv_values(env_file).items():
+            name = key.removeprefix(ENV_PREFIX).upper()
+            if name not in KEYS:
+                raise SettingsError(f"{env_file}: unknown setting {key!r} (known: {', '.join(KEYS)})")
+            raw[name] = value or ""
+    for key, value in environ.items():
+        if key.startswith(ENV_PREFIX) and key.removeprefix(ENV_PREFIX) in KEYS:
+            raw[key.removeprefix(ENV_PREFIX)] = value
+    return raw
+
+
+def load_settings(
+    env_file: Path | None = DEFAULT_ENV_FILE,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build Settings from `.env`, then `BILBO_*` variables, then keyword overrides (already typed)."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for name, raw in _raw_values(env_file, environ).items():
+        key = name.lower()
+        try:
+            values[key] = _PARSERS[key](raw)
+        except ValueError as exc:
+            raise SettingsError(f"setting {name}={raw!r} is malformed: {exc}") from None
+    values.update(overrides)
+    settings = Settings(**values)
+    if settings.wake_needed > settings.wake_window:
+        raise SettingsError(f"setting WAKE_NEEDED={settings.wake_needed} exceeds WAKE_WINDOW={settings.wake_window}")
+    if not settings.camera_url:
+        raise SettingsError("setting CAMERA_URL is missing: an rtsp:// URL, a file or folder of JPEGs, or 'sample'")
+    if bool(settings.telegram_bot_token) != bool(settings.telegram_chat_id):
+        missing = "TELEGRAM_CHAT_ID" if settings.telegram_bot_token else "TELEGRAM_BOT_TOKEN"
+        raise SettingsError(f"setting {missing} is missing: Telegram needs both the token and the chat id")
+    return settings
+
+
+def describe() -> list[tuple[str, str]]:
+    """(KEY, default) pairs, for `.env.example` and docs."""
+    return [(f.name.upper(), str(f.default)) for f in fields(Settings)]
