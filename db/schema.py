@@ -25,7 +25,7 @@ MIGRATIONS: list[str] = [
         face_conf       REAL,
         eyes_label      TEXT,                      -- open | closed | unknown | NULL (not run)
         eyes_conf       REAL,
-        jpeg_path       TEXT,                      -- relative to the data dir; NULL if not kept
+        jpeg_path       TEXT,                      -- relative to the data dir, NULL if not kept
         model_version   TEXT,
         duration_ms     REAL    NOT NULL
     );
@@ -49,6 +49,19 @@ MIGRATIONS: list[str] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+def _statements(script: str) -> list[str]:
+    """Split a migration into complete statements (sqlite3 knows where one ends, comments included)."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        raise ValueError(f"migration has an unterminated statement: {current.strip()[:60]}")
+    return statements
+
+
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the database up to SCHEMA_VERSION; returns the version it ends at."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -57,12 +70,10 @@ def migrate(conn: sqlite3.Connection) -> int:
             f"database schema v{version} is newer than this code (v{SCHEMA_VERSION}): update BILBO or restore a backup"
         )
     for number in range(version + 1, SCHEMA_VERSION + 1):
-        statements = MIGRATIONS[number - 1]
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in statements.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            for statement in _statements(MIGRATIONS[number - 1]):
+                conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {number}")
             conn.execute("COMMIT")
         except BaseException:

@@ -141,7 +141,7 @@ class Store:
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
             migrate(conn)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, RuntimeError) as exc:
             raise StoreError(f"database {path} cannot be opened: {exc}") from None
         return cls(conn, path)
 

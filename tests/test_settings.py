@@ -1,0 +1,91 @@
+"""Settings: one place, environment over .env, bad values named."""
+
+from pathlib import Path
+
+import pytest
+
+from settings import SettingsError, load_settings
+
+
+def write_env(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / ".env"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_need_no_env_file(tmp_path):
+    settings = load_settings(tmp_path / "missing.env", environ={})
+    assert settings.camera_url == "sample"
+    assert settings.tick_interval_s == 240
+    assert settings.dashboard_host == "127.0.0.1"
+    assert not settings.telegram_enabled
+
+
+def test_env_file_values_are_parsed_and_typed(tmp_path):
+    env = write_env(tmp_path, "CAMERA_URL=rtsp://cam/stream1\nBASSINET_CROP=10,20,300,200\nEYE_THRESHOLD=0.8\n")
+    settings = load_settings(env, environ={})
+    assert settings.camera_url == "rtsp://cam/stream1"
+    assert settings.bassinet_crop == (10, 20, 300, 200)
+    assert settings.eye_threshold == 0.8
+
+
+def test_bilbo_prefixed_environment_overrides_env_file(tmp_path):
+    env = write_env(tmp_path, "TICK_INTERVAL_S=240\nDATA_DIR=/var/lib/a\n")
+    settings = load_settings(env, environ={"BILBO_TICK_INTERVAL_S": "60", "BILBO_DATA_DIR": str(tmp_path)})
+    assert settings.tick_interval_s == 60
+    assert settings.data_dir == tmp_path
+    assert settings.db_path == tmp_path / "bilbo.sqlite3"
+
+
+def test_relative_data_dir_is_relative_to_the_checkout(tmp_path):
+    settings = load_settings(None, environ={"BILBO_DATA_DIR": "data/demo"})
+    assert settings.data_dir == Path(__file__).resolve().parents[1] / "data" / "demo"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("TICK_INTERVAL_S", "often"),
+        ("TICK_INTERVAL_S", "0"),
+        ("EYE_THRESHOLD", "1.5"),
+        ("BASSINET_CROP", "10,20,5,40"),
+        ("BASSINET_CROP", "1,2,3"),
+        ("LOG_LEVEL", "LOUD"),
+        ("KEEP_UNCHANGED_JPEG", "maybe"),
+    ],
+)
+def test_malformed_value_error_names_the_key(tmp_path, key, value):
+    with pytest.raises(SettingsError, match=key):
+        load_settings(write_env(tmp_path, f"{key}={value}\n"), environ={})
+
+
+def test_unknown_key_in_env_file_is_rejected(tmp_path):
+    with pytest.raises(SettingsError, match="CAMERA_ULR"):
+        load_settings(write_env(tmp_path, "CAMERA_ULR=rtsp://typo\n"), environ={})
+
+
+def test_empty_camera_url_is_a_clear_error(tmp_path):
+    with pytest.raises(SettingsError, match="CAMERA_URL is missing"):
+        load_settings(write_env(tmp_path, "CAMERA_URL=\n"), environ={})
+
+
+def test_telegram_needs_both_token_and_chat(tmp_path):
+    with pytest.raises(SettingsError, match="TELEGRAM_CHAT_ID"):
+        load_settings(None, environ={"BILBO_TELEGRAM_BOT_TOKEN": "123:abc"})
+    both = load_settings(None, environ={"BILBO_TELEGRAM_BOT_TOKEN": "123:abc", "BILBO_TELEGRAM_CHAT_ID": "42"})
+    assert both.telegram_enabled
+
+
+def test_wake_needed_cannot_exceed_window():
+    with pytest.raises(SettingsError, match="WAKE_NEEDED"):
+        load_settings(None, environ={"BILBO_WAKE_NEEDED": "4", "BILBO_WAKE_WINDOW": "3"})
+
+
+def test_env_example_is_complete_and_valid():
+    example = Path(__file__).resolve().parents[1] / ".env.example"
+    settings = load_settings(example, environ={})
+    keys = {line.split("=", 1)[0] for line in example.read_text().splitlines() if line and not line.startswith("#")}
+    from settings import KEYS
+
+    assert keys == set(KEYS)
+    assert settings.camera_url == "sample"
