@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Install BILBO's launchd agents on macOS (no root needed):
+#   com.bilbo.monitor     one monitoring tick every few minutes (and at login)
+#   com.bilbo.dashboard   the dashboard on http://127.0.0.1:5555, kept running
+#
+# Usage: launchd/install.sh [--dest DIR] [--no-load] [--interval MINUTES]
+#   --dest DIR          write the plists there (default: ~/Library/LaunchAgents)
+#   --no-load           only write the files; do not (re)load them into launchd
+#   --interval MINUTES  minutes between ticks (default 4)
+#
+# Safe to run again: it rewrites the plists and reloads the agents.
+# Logs go to data/logs/ in the checkout.
+set -euo pipefail
+
+usage() {
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+die() {
+    printf 'launchd/install.sh: %s\n' "$1" >&2
+    exit 1
+}
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
+repo="$(cd "${here}/.." && pwd -P)"
+python="${repo}/.venv/bin/python"
+
+dest="${HOME}/Library/LaunchAgents"
+load=1
+interval=4
+
+while [ "$#" -gt 0 ]; do
+    case "$1" in
+        --dest)
+            [ "$#" -ge 2 ] || die "--dest needs a directory"
+            dest="$2"
+            shift 2
+            ;;
+        --dest=*)
+            dest="${1#--dest=}"
+            shift
+            ;;
+        --no-load)
+            load=0
+            shift
+            ;;
+        --interval)
+            [ "$#" -ge 2 ] || die "--interval needs a number of minutes"
+            interval="$2"
+            shift 2
+            ;;
+        --interval=*)
+            interval="${1#--interval=}"
+            shift
+            ;;
+        -h | --help)
+            usage
+            exit 0
+            ;;
+        *)
+            usage >&2
+            die "unknown argument: $1"
+            ;;
+    esac
+done
+
+case "${interval}" in
+    '' | *[!0-9]* | 0*) die "--interval must be a whole number of minutes, 1 or more (got '${interval}')" ;;
+esac
+
+if [ ! -x "${python}" ]; then
+    die "no virtual environment at ${repo}/.venv: run make demo or make venv first"
+fi
+
+mkdir -p "${dest}" "${repo}/data/logs"
+
+# Fill the placeholders with Python (the venv's, which must exist anyway): paths are
+# XML-escaped, and the result is parsed back with plistlib so a broken plist is never
+# installed.
+fill() {
+    "${python}" - "$1" "$2" "${repo}" "${python}" "${interval}" <<'PY'
+import os
+import plistlib
+import re
+import sys
+from xml.sax.saxutils import escape
+
+src, out, repo, python, interval = sys.argv[1:]
+text = open(src, encoding="utf-8").read()
+text = text.replace("@REPO@", escape(repo)).replace("@PYTHON@", escape(python))
+text = re.sub(
+    r"(<key>StartInterval</key>\s*<integer>)\d+(</integer>)",
+    lambda m: f"{m.group(1)}{int(interval) * 60}{m.group(2)}",
+    text,
+)
+leftover = re.findall(r"@[A-Z]+@", text)
+if leftover:
+    sys.exit(f"unfilled placeholders in {src}: {sorted(set(leftover))}")
+try:
+    plistlib.loads(text.encode("utf-8"))
+except Exception as exc:
+    sys.exit(f"{src} does not give a valid plist with the path {repo!r}: {exc}")
+tmp = out + ".tmp"
+with open(tmp, "w", encoding="utf-8") as f:
+    f.write(text)
+os.replace(tmp, out)
+PY
+}
+
+uid="$(id -u)"
+for label in com.bilbo.monitor com.bilbo.dashboard; do
+    plist="${dest}/${label}.plist"
+    fill "${here}/${label}.plist" "${plist}"
+    echo "wrote ${plist}"
+    if [ "${load}" -eq 1 ]; then
+        # Unload the old copy first (fails harmlessly when it was not loaded).
+        launchctl bootout "gui/${uid}" "${plist}" 2>/dev/null || true
+        # bootout returns before launchd has finished removing the old job, so the
+        # first bootstrap can fail with "Input/output error": retry a few times.
+        tries=0
+        until launchctl bootstrap "gui/${uid}" "${plist}"; do
+            tries=$((tries + 1))
+            [ "${tries}" -lt 5 ] || die "launchctl bootstrap failed for ${plist}"
+            sleep 1
+        done
+        echo "loaded ${label}"
+    fi
+done
+
+echo
+if [ "${load}" -eq 1 ]; then
+    echo "BILBO is installed: one tick every ${interval} min, dashboard on http://127.0.0.1:5555"
+else
+    echo "Agents written but not loaded (--no-load). To load them:"
+    echo "  launchctl bootstrap gui/${uid} ${dest}/com.bilbo.monitor.plist"
+    echo "  launchctl bootstrap gui/${uid} ${dest}/com.bilbo.dashboard.plist"
+fi
+
+cat <<MSG
+
+Check on it:
+  launchctl print gui/${uid}/com.bilbo.monitor | grep -E 'state|last exit'
+  launchctl print gui/${uid}/com.bilbo.dashboard | grep -E 'state|last exit'
+  tail -n 50 "${repo}/data/logs/monitor.log" "${repo}/data/logs/monitor.err.log"
+MSG

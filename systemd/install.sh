@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Install BILBO's systemd USER units (no root needed):
+#   bilbo-monitor.service + bilbo-monitor.timer   one monitoring tick every few minutes
+#   bilbo-dashboard.service                        the dashboard on http://127.0.0.1:5555
+#
+# Usage: systemd/install.sh [--dest DIR] [--no-enable] [--interval MINUTES]
+#   --dest DIR          write the units there (default: ${XDG_CONFIG_HOME:-~/.config}/systemd/user)
+#   --no-enable         only write the files; do not reload or start anything
+#   --interval MINUTES  minutes between ticks (default 4)
+#
+# Safe to run again: it overwrites the units with freshly filled copies.
+set -euo pipefail
+
+usage() {
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+die() {
+    printf 'systemd/install.sh: %s\n' "$1" >&2
+    exit 1
+}
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
+repo="$(cd "${here}/.." && pwd -P)"
+python="${repo}/.venv/bin/python"
+
+dest="${XDG_CONFIG_HOME:-${HOME}/.config}/systemd/user"
+enable=1
+interval=4
+
+while [ "$#" -gt 0 ]; do
+    case "$1" in
+        --dest)
+            [ "$#" -ge 2 ] || die "--dest needs a directory"
+            dest="$2"
+            shift 2
+            ;;
+        --dest=*)
+            dest="${1#--dest=}"
+            shift
+            ;;
+        --no-enable)
+            enable=0
+            shift
+            ;;
+        --interval)
+            [ "$#" -ge 2 ] || die "--interval needs a number of minutes"
+            interval="$2"
+            shift 2
+            ;;
+        --interval=*)
+            interval="${1#--interval=}"
+            shift
+            ;;
+        -h | --help)
+            usage
+            exit 0
+            ;;
+        *)
+            usage >&2
+            die "unknown argument: $1"
+            ;;
+    esac
+done
+
+case "${interval}" in
+    '' | *[!0-9]* | 0*) die "--interval must be a whole number of minutes, 1 or more (got '${interval}')" ;;
+esac
+
+if [ ! -x "${python}" ]; then
+    die "no virtual environment at ${repo}/.venv: run make demo or make venv first"
+fi
+
+case "${repo}" in
+    *'"'* | *\\* | *$'\n'*) die "the checkout path must not contain quotes, backslashes or newlines: ${repo}" ;;
+esac
+
+mkdir -p "${dest}"
+
+# Fill the placeholders with Python (the venv's, which must exist anyway): unlike sed
+# or bash's ${var//}, it needs no escaping of '&', '|' or '/' in the paths. A '%' in a
+# path is doubled because systemd would read it as a specifier.
+fill() {
+    "${python}" - "$1" "$2" "${repo}" "${python}" "${interval}" <<'PY'
+import os
+import re
+import sys
+
+src, out, repo, python, interval = sys.argv[1:]
+text = open(src, encoding="utf-8").read()
+text = text.replace("@REPO@", repo.replace("%", "%%")).replace("@PYTHON@", python.replace("%", "%%"))
+text = re.sub(r"(?m)^OnUnitActiveSec=.*$", f"OnUnitActiveSec={interval}min", text)
+leftover = re.findall(r"@[A-Z]+@", text)
+if leftover:
+    sys.exit(f"unfilled placeholders in {src}: {sorted(set(leftover))}")
+tmp = out + ".tmp"
+with open(tmp, "w", encoding="utf-8") as f:
+    f.write(text)
+os.replace(tmp, out)
+PY
+}
+
+units=(bilbo-monitor.service bilbo-monitor.timer bilbo-dashboard.service)
+for unit in "${units[@]}"; do
+    fill "${here}/${unit}" "${dest}/${unit}"
+    echo "wrote ${dest}/${unit}"
+done
+
+if [ "${enable}" -eq 1 ]; then
+    systemctl --user daemon-reload
+    systemctl --user enable --now bilbo-monitor.timer bilbo-dashboard.service
+    # Pick up a changed interval or paths if the units were already running.
+    systemctl --user restart bilbo-monitor.timer bilbo-dashboard.service
+    echo
+    echo "BILBO is installed: one tick every ${interval} min, dashboard on http://127.0.0.1:5555"
+else
+    echo
+    echo "Units written but not enabled (--no-enable). To enable them:"
+    echo "  systemctl --user daemon-reload"
+    echo "  systemctl --user enable --now bilbo-monitor.timer bilbo-dashboard.service"
+fi
+
+cat <<MSG
+
+Check on it:
+  systemctl --user list-timers bilbo-monitor.timer     # when is the next tick?
+  systemctl --user status bilbo-dashboard.service
+  journalctl --user -u bilbo-monitor -n 50             # what the last ticks said
+  journalctl --user -u bilbo-dashboard -f              # dashboard log, live
+
+User units stop when you log out. To keep BILBO running with nobody logged in
+(and start it at boot), run once:
+  loginctl enable-linger ${USER:-$(id -un)}
+MSG
