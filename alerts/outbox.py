@@ -1,0 +1,65 @@
+"""Deliver the alerts waiting in the outbox. Runs on every tick, also when the capture failed.
+
+An alert is written to the outbox in the same transaction as the tick that raised it, and leaves the
+"pending" state only when a notifier confirms delivery, so a crash, a dead network or a Telegram outage
+delays an alert but never loses it. Alerts are never deleted. Delivery is at-least-once: if the process
+dies between a successful send and `mark_sent`, the next tick sends that alert again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+from alerts.notifiers import Notifier, NotifyError
+from alerts.rules import clock
+from db.store import Alert, Store
+
+# An alert older than this is labelled "(delayed, from HH:MM)" so a parent does not read a stale
+# wake-up as happening now. A few ticks (tick interval 240 s by default) of lateness is normal retrying.
+DELAYED_AFTER_S = 15 * 60
+
+
+def deliver_pending(
+    store: Store, notifier: Notifier, data_dir: Path, *, now: float, log: logging.Logger
+) -> tuple[int, int]:
+    """Send every pending alert, oldest first; return (sent, failed).
+
+    A sent alert is marked sent; a failed one gets attempts+1 and last_error and stays pending for the next
+    tick. After the first failure that is not specific to the alert (endpoint down, slow, token rejected)
+    the rest of the queue is left untouched for the next tick: each try against a dead endpoint can cost a
+    full timeout (20 s), and 50 queued alerts would hold the tick for many minutes, overlapping the next
+    one, while every try fails the same way. A failure specific to one alert (Telegram refused that photo
+    or caption) does not hold back the alerts behind it.
+    """
+    sent = failed = 0
+    for alert in store.pending_alerts():
+        outgoing, photo = _prepare(alert, data_dir, now=now, log=log)
+        try:
+            notifier.send(outgoing, photo)
+        except NotifyError as exc:
+            store.mark_failed(alert.id, str(exc))
+            failed += 1
+            log.warning("alert #%s (%s) not sent, will retry next tick: %s", alert.id, alert.kind, exc)
+            if not exc.per_alert:
+                break
+            continue
+        store.mark_sent(alert.id, now)
+        sent += 1
+        log.info("alert #%s (%s) sent via %s", alert.id, alert.kind, notifier.name)
+    return sent, failed
+
+
+def _prepare(alert: Alert, data_dir: Path, *, now: float, log: logging.Logger) -> tuple[Alert, bytes | None]:
+    """The alert as it goes out (caption marked if delayed) and its photo bytes (None if unreadable)."""
+    caption = alert.caption
+    if now - alert.created_ts > DELAYED_AFTER_S:
+        caption = f"(delayed, from {clock(alert.created_ts)}) {caption}"
+    photo = None
+    if alert.photo_path:
+        try:
+            photo = (data_dir / alert.photo_path).read_bytes()
+        except OSError as exc:
+            log.warning("alert #%s: snapshot %s unreadable (%s); sending without it", alert.id, alert.photo_path, exc)
+    return dataclasses.replace(alert, caption=caption), photo

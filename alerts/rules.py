@@ -1,0 +1,79 @@
+"""Alert rules: pure functions over stored tick rows. No I/O, no clock: everything comes in as arguments.
+
+The wake rule is "at least `needed` of the last `window` classified frames show the baby awake"
+(2 of 3 by default), fired on the rising edge of that condition and not again within a cooldown.
+"""
+
+from __future__ import annotations
+
+import time
+
+from db.store import Alert, TickRow
+
+WAKE = "wake"
+
+
+def rows_needed(window: int) -> int:
+    """How many of the newest classified rows (the new row included) the caller passes to `wake_alert`.
+
+    One more than the window: the extra, older row is what tells whether the condition already held
+    one classified tick earlier (rising edge). Ask the store for `store.recent_classified(rows_needed(w) - 1)`
+    and append the new row, or fewer at the start of history: missing rows count as not awake.
+    """
+    return window + 1
+
+
+def is_awake(row: TickRow) -> bool:
+    """'asleep', 'absent' and 'unknown' are all not awake: only a confident eyes-open frame counts."""
+    return row.state == "awake"
+
+
+def clock(ts: float) -> str:
+    """Local wall-clock time as HH:MM, what a parent reads on the phone."""
+    return time.strftime("%H:%M", time.localtime(ts))
+
+
+def wake_alert(
+    recent: list[TickRow],
+    *,
+    window: int,
+    needed: int,
+    last_alert_ts: float | None,
+    cooldown_s: float,
+    photo_path: str | None,
+) -> Alert | None:
+    """Return a wake alert if the new row (the LAST element of `recent`) starts a wake episode, else None.
+
+    Contract: `recent` holds the newest classified rows, oldest first, the new row included as the last
+    element, at most `rows_needed(window)` (= window + 1) of them; extra older rows are ignored. Rows with
+    `unchanged=True` are skipped (their result is a copy of an earlier row, so they are no new evidence);
+    if the new row itself is unchanged nothing fires. `last_alert_ts` is the created_ts of the last
+    wake alert (`store.last_alert_ts('wake')`), `photo_path` the new row's JPEG (stored relative to data_dir).
+
+    Fires when all three hold:
+      1. at least `needed` of the last `window` classified rows are awake;
+      2. that was NOT already true one classified tick earlier (rising edge);
+      3. no wake alert was raised within `cooldown_s` before the new row's ts.
+
+    Why the rising edge: a baby who wakes stays awake for many ticks; a level-triggered rule would send an
+    alert every few minutes for as long as the baby is awake. Firing on the edge gives one alert per wake
+    episode. Why the cooldown on top: the classifier flaps (eyes half open, a blink, a hand over the face),
+    so "awake, awake, asleep, asleep, awake, awake" would be two edges for what is one waking; within the
+    cooldown a repeated edge is treated as the same episode and stays silent. A new episode after the baby
+    slept again and the cooldown passed alerts again. A suppressed edge is not re-fired later when the
+    cooldown runs out while the baby stays awake: the parent was already told about this episode.
+    """
+    classified = [row for row in recent if not row.unchanged]
+    if not recent or recent[-1].unchanged or not classified:
+        return None
+    new = classified[-1]
+    now_rows = classified[-window:]
+    before_rows = classified[-window - 1 : -1]
+    awake_now = sum(is_awake(row) for row in now_rows)
+    awake_before = sum(is_awake(row) for row in before_rows)
+    if awake_now < needed or awake_before >= needed:
+        return None
+    if last_alert_ts is not None and new.ts - last_alert_ts < cooldown_s:
+        return None
+    caption = f"Baby seems to be waking ({awake_now} of the last {len(now_rows)} frames eyes open) — {clock(new.ts)}"
+    return Alert(kind=WAKE, caption=caption, photo_path=photo_path, created_ts=new.ts, tick_id=new.id)
