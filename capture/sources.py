@@ -1,0 +1,96 @@
+"""Where a frame comes from: an RTSP camera, the built-in `sample` camera, a JPEG/PNG file, or a folder.
+
+`grab()` is the one entry point of the tick. Whatever the source, it returns a decoded BGR image plus its
+JPEG bytes, or raises CaptureError with one clear line; nothing raises from deep inside OpenCV.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from capture.ffmpeg import CaptureError, find_ffmpeg, grab_rtsp_jpeg, is_complete_jpeg, redact_url
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+FOLDER_SUFFIXES = (".jpg", ".jpeg")  # cameras that upload snapshots by FTP drop JPEGs
+SAMPLE_JPEG_QUALITY = 90
+
+
+@dataclass(frozen=True)
+class CapturedFrame:
+    jpeg: bytes
+    image: np.ndarray  # BGR, uint8, H x W x 3
+    source: str  # human description, credentials redacted
+
+
+def decode_jpeg(jpeg: bytes, what: str) -> np.ndarray:
+    """Decode JPEG bytes to BGR; a truncated or corrupt JPEG -> CaptureError."""
+    image = None
+    if is_complete_jpeg(jpeg):
+        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise CaptureError(f"{what} is not a decodable JPEG ({len(jpeg)} bytes)")
+    return image
+
+
+def encode_jpeg(image: np.ndarray, quality: int = SAMPLE_JPEG_QUALITY) -> bytes:
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise CaptureError("could not encode the frame as JPEG")
+    return buf.tobytes()
+
+
+def _from_rtsp(url: str, timeout_s: float, ffmpeg_path: str) -> CapturedFrame:
+    jpeg = grab_rtsp_jpeg(url, timeout_s=timeout_s, ffmpeg=find_ffmpeg(ffmpeg_path))
+    what = f"the frame from camera {redact_url(url)}"
+    return CapturedFrame(jpeg=jpeg, image=decode_jpeg(jpeg, what), source=redact_url(url))
+
+
+def _from_sample(at: datetime) -> CapturedFrame:
+    from capture.sample_camera import frame_at  # only the demo needs it
+
+    image, _truth = frame_at(at)
+    return CapturedFrame(jpeg=encode_jpeg(image), image=image, source=f"sample camera at {at.isoformat()}")
+
+
+def _newest_image(folder: Path) -> Path:
+    try:
+        candidates = [p for p in folder.iterdir() if p.suffix.lower() in FOLDER_SUFFIXES and p.is_file()]
+    except OSError as exc:
+        raise CaptureError(f"cannot list the snapshot folder {folder}: {exc.strerror}") from exc
+    if not candidates:
+        raise CaptureError(f"the snapshot folder {folder} holds no JPEG")
+    return max(candidates, key=lambda p: (p.stat().st_mtime_ns, p.name))
+
+
+def _from_file(path: Path) -> CapturedFrame:
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise CaptureError(f"{path} is not a .jpg, .jpeg or .png file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CaptureError(f"cannot read {path}: {exc.strerror}") from exc
+    if path.suffix.lower() == ".png":
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise CaptureError(f"{path} is not a decodable PNG ({len(data)} bytes)")
+        return CapturedFrame(jpeg=encode_jpeg(image), image=image, source=str(path))
+    return CapturedFrame(jpeg=data, image=decode_jpeg(data, str(path)), source=str(path))
+
+
+def grab(source: str, *, at: datetime, timeout_s: float, ffmpeg_path: str = "") -> CapturedFrame:
+    """One frame from `source`: `rtsp://…`/`rtsps://…`, `sample`, an image file, or a snapshot folder."""
+    if source.lower().startswith(("rtsp://", "rtsps://")):
+        return _from_rtsp(source, timeout_s, ffmpeg_path)
+    if source == "sample":
+        return _from_sample(at)
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return _from_file(_newest_image(path))
+    if path.is_file():
+        return _from_file(path)
+    raise CaptureError(f"source {redact_url(source)} is neither a camera URL, 'sample', nor an existing file or folder")
