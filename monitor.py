@@ -30,6 +30,7 @@ from alerts.rules import rows_needed, wake_alert
 from capture.ffmpeg import CaptureError
 from capture.night import is_infrared
 from capture.pixeldiff import diff_score
+from capture.sample_camera import BASSINET_CROP as SAMPLE_BASSINET_CROP
 from capture.sources import CapturedFrame, grab
 from db import jsonl
 from db.store import Store, StoreError, TickRow
@@ -82,11 +83,19 @@ def _save_jpeg(settings: Settings, frame: CapturedFrame, at: datetime) -> str:
     return str(relative)
 
 
+def bassinet_crop(settings: Settings) -> tuple[int, int, int, int] | None:
+    """The configured crop; the sample camera knows where its own bassinet is."""
+    if settings.bassinet_crop is None and settings.camera_url == "sample":
+        return SAMPLE_BASSINET_CROP
+    return settings.bassinet_crop
+
+
 def classify(settings: Settings, frame: CapturedFrame, store: Store, at: datetime, models: LazyCascade) -> TickRow:
     """Build the tick's row: reuse the last result when the frame is unchanged, else run the cascade."""
     started = time.perf_counter()
     reference = _read_reference(settings, store)
-    score = None if reference is None else diff_score(reference, frame.image, settings.bassinet_crop)
+    crop = bassinet_crop(settings)
+    score = None if reference is None else diff_score(reference, frame.image, crop)
     previous = store.last_classified()
     unchanged = (
         score is not None
@@ -107,7 +116,7 @@ def classify(settings: Settings, frame: CapturedFrame, store: Store, at: datetim
             "model_version": previous.model_version,
         }
     else:
-        result = models.get().run(frame.image, settings.bassinet_crop)
+        result = models.get().run(frame.image, crop)
         fields = {
             "state": result.state,
             "presence_label": result.presence_label,
