@@ -118,5 +118,19 @@ def rtsp_server() -> Iterator[RtspServerFactory]:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Telegram: a local Bot API endpoint on 127.0.0.1 (tests/bot_api_server.py) for python-telegram-bot
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def bot_api():
+    """A real HTTP server speaking the Bot API on a free port; records requests, can fail or hang."""
+    from tests.bot_api_server import BotApiServer
+
+    with BotApiServer() as server:
+        yield server
+
+
+# ---------------------------------------------------------------------------------------------------------
 # (add fixtures for other concerns below, each in its own marked section)
 # ---------------------------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ from alerts.notifiers import TelegramNotifier
 from alerts.outbox import DELAYED_AFTER_S, deliver_pending
 from alerts.rules import clock, rows_needed, wake_alert
 from db.store import Alert, Store, TickRow
-from tests.bot_api_server import BotApiServer
 
 T0 = 1_700_000_000.0
 STEP_S = 240.0
@@ -162,12 +161,6 @@ def test_rule_with_the_store_as_the_caller_uses_it(tmp_path: Path):
 
 
 # --- outbox ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def bot_api():
-    with BotApiServer() as server:
-        yield server
 
 
 @pytest.fixture

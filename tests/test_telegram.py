@@ -13,18 +13,11 @@ from alerts.notifiers import LogNotifier, NotifyError, TelegramNotifier, notifie
 from alerts.outbox import deliver_pending
 from db.store import Alert, Store, TickRow
 from settings import load_settings
-from tests.bot_api_server import BotApiServer
+from tests.bot_api_server import TEST_TOKEN, BotApiServer
 
-TOKEN = "987654:SECRET-bilbo-token-do-not-leak"
+TOKEN = TEST_TOKEN
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00 pretend pixels \x00\xff\xd9"
 log = logging.getLogger("test.telegram")
-
-
-@pytest.fixture
-def bot_api():
-    """A local Telegram Bot API on 127.0.0.1 (free port) that records requests; see tests/bot_api_server.py."""
-    with BotApiServer(token=TOKEN) as server:
-        yield server
 
 
 @pytest.fixture

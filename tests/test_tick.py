@@ -12,41 +12,12 @@ import sqlite3
 import subprocess
 import sys
 from datetime import datetime
-from pathlib import Path
 
 import cv2
 
 from capture.sample_camera import frame_at
-from db.store import Store
 from lockfile import TickLock
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def run_tick(data_dir: Path, *args: str, **env_overrides: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BILBO_")}
-    env.update({"BILBO_DATA_DIR": str(data_dir), **env_overrides})
-    return subprocess.run(
-        [sys.executable, str(REPO / "monitor.py"), "--config", str(data_dir / "no.env"), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        cwd="/",
-    )
-
-
-def rows(data_dir: Path) -> list:
-    with Store.open(data_dir / "bilbo.sqlite3") as store:
-        return store.ticks_between(0, 1e12)
-
-
-def frame_files(data_dir: Path) -> list[Path]:
-    return sorted((data_dir / "frames").rglob("*.jpg"))
-
-
-def sample_tick(data_dir: Path, hhmm: str, **env: str) -> subprocess.CompletedProcess:
-    return run_tick(data_dir, "--once", "--source", "sample", "--at", f"2026-11-21T{hhmm}:00", **env)
+from tests.tick_runner import REPO, frame_files, rows, run_tick, sample_tick
 
 
 def test_one_sample_tick_stores_row_frame_and_backup_line(tmp_path):

@@ -1,0 +1,85 @@
+"""The tick against live local peers: GStreamer's RTSP server and a Bot API endpoint, both on 127.0.0.1."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import cv2
+
+from capture.sample_camera import BASSINET_CROP, frame_at
+from tests.conftest import free_port
+from tests.tick_runner import frame_files, rows, run_tick, sample_tick
+
+CROP = ",".join(str(v) for v in BASSINET_CROP)
+
+
+def test_tick_grabs_from_a_real_rtsp_camera_and_classifies(tmp_path, rtsp_server):
+    served = tmp_path / "served.jpg"
+    cv2.imwrite(str(served), frame_at(datetime(2026, 11, 21, 3, 0))[0])
+    url = rtsp_server(served)
+    data_dir = tmp_path / "data"
+    result = run_tick(data_dir, "--once", BILBO_CAMERA_URL=url, BILBO_BASSINET_CROP=CROP)
+    assert result.returncode == 0, result.stderr
+    [row] = rows(data_dir)
+    assert row.source.startswith("rtsp://127.0.0.1:")
+    assert (row.state, row.night, row.presence_label) == ("asleep", True, "present")
+    grabbed = cv2.imread(str(data_dir / row.jpeg_path))
+    assert grabbed is not None and grabbed.shape[:2] == (360, 640)
+
+
+def test_rtsp_credentials_never_reach_the_database_or_the_log(tmp_path, rtsp_server):
+    served = tmp_path / "served.jpg"
+    cv2.imwrite(str(served), frame_at(datetime(2026, 11, 21, 3, 0))[0])
+    url = rtsp_server(served, user="parent", password="hunter2-secret")
+    with_credentials = url.replace("rtsp://", "rtsp://parent:hunter2-secret@")
+    data_dir = tmp_path / "data"
+    result = run_tick(data_dir, "--once", BILBO_CAMERA_URL=with_credentials, BILBO_BASSINET_CROP=CROP)
+    assert result.returncode == 0, result.stderr
+    [row] = rows(data_dir)
+    assert "hunter2-secret" not in row.source and "hunter2-secret" not in result.stderr
+    assert "hunter2-secret" not in (data_dir / "ticks.jsonl").read_text()
+
+
+def test_camera_down_fails_the_tick_within_its_timeout_with_one_clear_line(tmp_path):
+    url = f"rtsp://127.0.0.1:{free_port()}/cam"
+    started = datetime.now()
+    result = run_tick(tmp_path, "--once", BILBO_CAMERA_URL=url, BILBO_CAPTURE_TIMEOUT_S="5")
+    assert (datetime.now() - started).total_seconds() < 15
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "tick failed" in errors[0] and "127.0.0.1" in errors[0]
+    assert rows(tmp_path) == []
+
+
+def test_wake_alert_reaches_telegram_and_survives_an_outage(tmp_path, bot_api):
+    telegram = {
+        "BILBO_TELEGRAM_BOT_TOKEN": bot_api.token,
+        "BILBO_TELEGRAM_CHAT_ID": "4242",
+        "BILBO_TELEGRAM_BASE_URL": bot_api.base_url,
+    }
+    bot_api.fail(500)
+    for hhmm in ("01:56", "02:00"):
+        assert sample_tick(tmp_path, hhmm, **telegram).returncode == 0
+    waking = sample_tick(tmp_path, "02:04", **telegram)
+    assert waking.returncode == 0, waking.stderr
+    assert "not sent, will retry" in waking.stderr
+    assert bot_api.calls("sendPhoto") == [] or all(r.photo is None for r in bot_api.calls("sendPhoto"))
+
+    # Telegram is back, but now the camera is down: the pending alert must still go out on this tick.
+    bot_api.recover()
+    down = run_tick(
+        tmp_path,
+        "--once",
+        "--at",
+        "2026-11-21T02:08:00",
+        BILBO_CAMERA_URL=f"rtsp://127.0.0.1:{free_port()}/cam",
+        BILBO_CAPTURE_TIMEOUT_S="3",
+        **telegram,
+    )
+    assert down.returncode == 1
+    [sent] = bot_api.calls("sendPhoto")
+    [wake_row] = [r for r in rows(tmp_path) if r.ts == datetime(2026, 11, 21, 2, 4).timestamp()]
+    assert sent.chat_id == "4242"
+    assert "waking" in sent.caption and "02:04" in sent.caption
+    assert sent.photo == (tmp_path / wake_row.jpeg_path).read_bytes()
+    assert len(frame_files(tmp_path)) == 3
