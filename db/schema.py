@@ -44,6 +44,27 @@ MIGRATIONS: list[str] = [
     CREATE INDEX outbox_pending ON outbox (sent_ts, id);
     CREATE INDEX outbox_kind_created ON outbox (kind, created_ts);
     """,
+    # 2: human corrections (append-only; the model's output in `ticks` is never modified) and the
+    # review queue's partial expression index. The index expression must stay the same expression as
+    # db.store.REVIEW_PRIORITY_SQL, or SQLite will sort the whole table instead of walking the index.
+    """
+    CREATE TABLE corrections (
+        id          INTEGER PRIMARY KEY,
+        tick_id     INTEGER NOT NULL REFERENCES ticks (id),
+        field       TEXT    NOT NULL CHECK (field IN ('presence', 'eyes', 'face_box', 'reviewed')),
+        value       TEXT    NOT NULL,              -- JSON: "present", "closed", [x1, y1, x2, y2], null, true
+        author      TEXT    NOT NULL,
+        created_ts  REAL    NOT NULL,              -- one decision = the rows of one request, same created_ts
+        undone_ts   REAL                           -- set by undo; the row itself is kept
+    );
+    CREATE INDEX corrections_tick ON corrections (tick_id, id);
+    CREATE INDEX ticks_review ON ticks (
+        (CASE WHEN eyes_label = 'unknown' THEN 0.0
+              ELSE min(coalesce(presence_conf, 1.0), coalesce(face_conf, 1.0), coalesce(eyes_conf, 1.0)) END
+         - CASE WHEN night THEN 0.25 ELSE 0.0 END),
+        ts
+    ) WHERE unchanged = 0 AND jpeg_path IS NOT NULL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -7,11 +7,13 @@ longer raises `StoreError` with one clear line and nothing is written.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from db.schema import migrate
 
@@ -70,6 +72,68 @@ class Alert:
     sent_ts: float | None = None
 
 
+CORRECTION_FIELDS = ("presence", "eyes", "face_box", "reviewed")
+NIGHT_REVIEW_BOOST = 0.25
+# Review priority, lowest first: the weakest stage confidence that ran ('unknown' eyes count as 0),
+# minus a boost for infrared night frames (the model's weakest data). Must match, character for
+# character, the expression of the `ticks_review` index in migration 2, so ORDER BY walks the index.
+# Hook: when a teacher exists, subtract a disagreement term here and in a new migration's index.
+REVIEW_PRIORITY_SQL = (
+    "CASE WHEN eyes_label = 'unknown' THEN 0.0 ELSE min(coalesce(presence_conf, 1.0), coalesce(face_conf, 1.0), "
+    "coalesce(eyes_conf, 1.0)) END - CASE WHEN night THEN 0.25 ELSE 0.0 END"
+)
+
+
+@dataclass(frozen=True)
+class Correction:
+    """One human statement about one field of one tick. `value` is decoded JSON."""
+
+    tick_id: int
+    field: str
+    value: Any
+    author: str
+    created_ts: float
+    id: int | None = None
+    undone_ts: float | None = None
+
+
+@dataclass(frozen=True)
+class HumanLabel:
+    """What the humans currently say about a tick: the newest not-undone correction per field.
+
+    'reviewed' means "the model was right": it confirms every field nobody corrected.
+    """
+
+    tick_id: int
+    corrected: dict[str, Any]
+    reviewed: bool
+    last_ts: float
+
+    def truth(self, tick: TickRow) -> dict[str, Any]:
+        """The human-backed value of each field we know; a field absent from the dict is unlabelled."""
+        known: dict[str, Any] = {}
+        if self.reviewed:
+            known = {"presence": tick.presence_label, "eyes": tick.eyes_label, "face_box": tick.face_box}
+        known.update(self.corrected)
+        if known.get("face_box") is not None:
+            known["face_box"] = tuple(known["face_box"])
+        return known
+
+
+def _fold_labels(corrections: Sequence[Correction]) -> dict[int, HumanLabel]:
+    """Oldest-first not-undone corrections -> one HumanLabel per tick (the newest per field wins)."""
+    labels: dict[int, HumanLabel] = {}
+    for c in corrections:
+        current = labels.get(c.tick_id) or HumanLabel(c.tick_id, {}, False, c.created_ts)
+        corrected = dict(current.corrected)
+        if c.field != "reviewed":
+            corrected[c.field] = c.value
+        labels[c.tick_id] = HumanLabel(
+            c.tick_id, corrected, current.reviewed or c.field == "reviewed", max(current.last_ts, c.created_ts)
+        )
+    return labels
+
+
 _TICK_COLUMNS = (
     "ts, source, unchanged, diff_score, night, state, presence_label, presence_conf, "
     "face_x1, face_y1, face_x2, face_y2, face_conf, eyes_label, eyes_conf, jpeg_path, model_version, duration_ms"
@@ -118,6 +182,21 @@ def _tick_from_sql(r: sqlite3.Row) -> TickRow:
         model_version=r["model_version"],
         duration_ms=r["duration_ms"],
     )
+
+
+def _correction_from_sql(r: sqlite3.Row) -> Correction:
+    return Correction(
+        id=r["id"],
+        tick_id=r["tick_id"],
+        field=r["field"],
+        value=json.loads(r["value"]),
+        author=r["author"],
+        created_ts=r["created_ts"],
+        undone_ts=r["undone_ts"],
+    )
+
+
+_CORRECTION_COLUMNS = "c.id, c.tick_id, c.field, c.value, c.author, c.created_ts, c.undone_ts"
 
 
 def _alert_from_sql(r: sqlite3.Row) -> Alert:
@@ -261,3 +340,109 @@ class Store:
     def mark_failed(self, alert_id: int, error: str) -> None:
         with self._write() as conn:
             conn.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?", (error, alert_id))
+
+    # --- corrections (human labels) ----------------------------------------------------------
+
+    def add_corrections(self, tick_id: int, changes: Sequence[tuple[str, Any]], author: str, now: float) -> list[int]:
+        """Store one human decision (one or more field values) atomically; `ticks` is never touched."""
+        for field, _ in changes:
+            if field not in CORRECTION_FIELDS:
+                raise ValueError(f"unknown correction field {field!r}")
+        with self._write() as conn:
+            return [
+                conn.execute(
+                    "INSERT INTO corrections (tick_id, field, value, author, created_ts) VALUES (?, ?, ?, ?, ?)",
+                    (tick_id, field, json.dumps(value), author, now),
+                ).lastrowid
+                for field, value in changes
+            ]
+
+    def undo_last_decision(self, tick_id: int, now: float) -> list[Correction]:
+        """Mark the tick's newest not-undone decision (rows sharing its created_ts) undone; returns them."""
+        with self._write() as conn:
+            newest = conn.execute(
+                "SELECT max(created_ts) FROM corrections WHERE tick_id = ? AND undone_ts IS NULL", (tick_id,)
+            ).fetchone()[0]
+            if newest is None:
+                return []
+            rows = conn.execute(
+                f"SELECT {_CORRECTION_COLUMNS} FROM corrections c "
+                "WHERE c.tick_id = ? AND c.undone_ts IS NULL AND c.created_ts = ? ORDER BY c.id",
+                (tick_id, newest),
+            ).fetchall()
+            conn.execute(
+                "UPDATE corrections SET undone_ts = ? WHERE tick_id = ? AND undone_ts IS NULL AND created_ts = ?",
+                (now, tick_id, newest),
+            )
+        return [_correction_from_sql(r) for r in rows]
+
+    def corrections(self, tick_id: int) -> list[Correction]:
+        """The tick's whole correction history, undone ones included, oldest first."""
+        rows = self._conn.execute(
+            f"SELECT {_CORRECTION_COLUMNS} FROM corrections c WHERE c.tick_id = ? ORDER BY c.id", (tick_id,)
+        ).fetchall()
+        return [_correction_from_sql(r) for r in rows]
+
+    def human_label(self, tick_id: int) -> HumanLabel | None:
+        return _fold_labels([c for c in self.corrections(tick_id) if c.undone_ts is None]).get(tick_id)
+
+    def human_labels_between(self, start_ts: float, end_ts: float) -> dict[int, HumanLabel]:
+        """Current human labels of the ticks in [start_ts, end_ts), keyed by tick id."""
+        rows = self._conn.execute(
+            f"SELECT {_CORRECTION_COLUMNS} FROM ticks t JOIN corrections c ON c.tick_id = t.id "
+            "WHERE t.ts >= ? AND t.ts < ? AND c.undone_ts IS NULL ORDER BY c.id",
+            (start_ts, end_ts),
+        ).fetchall()
+        return _fold_labels([_correction_from_sql(r) for r in rows])
+
+    def labelled_ticks(self) -> list[tuple[TickRow, HumanLabel]]:
+        """Every tick a human has reviewed or corrected (the only ground truth metrics may use), by time."""
+        rows = self._conn.execute(
+            f"SELECT {_CORRECTION_COLUMNS} FROM corrections c WHERE c.undone_ts IS NULL ORDER BY c.id"
+        ).fetchall()
+        labels = _fold_labels([_correction_from_sql(r) for r in rows])
+        ticks = [self.tick(tick_id) for tick_id in labels]
+        return sorted(((t, labels[t.id]) for t in ticks if t is not None), key=lambda pair: pair[0].ts)
+
+    def review_queue(self, limit: int) -> list[tuple[TickRow, float]]:
+        """Unreviewed classified ticks with a JPEG, most worth a human look first, with their priority.
+
+        Walks the partial expression index `ticks_review` in order and stops after `limit` rows,
+        so the cost does not grow with the size of the history.
+        """
+        rows = self._conn.execute(
+            f"SELECT id, {_TICK_COLUMNS}, {REVIEW_PRIORITY_SQL} AS priority FROM ticks t "
+            "WHERE unchanged = 0 AND jpeg_path IS NOT NULL "
+            "AND NOT EXISTS (SELECT 1 FROM corrections c WHERE c.tick_id = t.id AND c.undone_ts IS NULL) "
+            f"ORDER BY {REVIEW_PRIORITY_SQL}, ts LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [(_tick_from_sql(r), r["priority"]) for r in rows]
+
+    def review_queue_plan(self) -> str:
+        """EXPLAIN QUERY PLAN of the review queue (tests assert it uses the index)."""
+        rows = self._conn.execute(
+            f"EXPLAIN QUERY PLAN SELECT id FROM ticks t WHERE unchanged = 0 AND jpeg_path IS NOT NULL "
+            "AND NOT EXISTS (SELECT 1 FROM corrections c WHERE c.tick_id = t.id AND c.undone_ts IS NULL) "
+            f"ORDER BY {REVIEW_PRIORITY_SQL}, ts LIMIT 10"
+        ).fetchall()
+        return "\n".join(r["detail"] for r in rows)
+
+    def count_unreviewed(self) -> int:
+        """How many classified frames with a JPEG nobody has looked at yet."""
+        return self._conn.execute(
+            "SELECT COUNT(*) FROM ticks t WHERE unchanged = 0 AND jpeg_path IS NOT NULL "
+            "AND NOT EXISTS (SELECT 1 FROM corrections c WHERE c.tick_id = t.id AND c.undone_ts IS NULL)"
+        ).fetchone()[0]
+
+    def neighbour_tick(self, tick_id: int, direction: int) -> TickRow | None:
+        """The tick just before (-1) or after (+1) this one in time, for keyboard prev/next."""
+        here = self.tick(tick_id)
+        if here is None:
+            return None
+        op, order = ("<", "DESC") if direction < 0 else (">", "ASC")
+        r = self._conn.execute(
+            f"SELECT id, {_TICK_COLUMNS} FROM ticks WHERE (ts, id) {op} (?, ?) ORDER BY ts {order}, id {order} LIMIT 1",
+            (here.ts, here.id),
+        ).fetchone()
+        return _tick_from_sql(r) if r else None

@@ -140,3 +140,98 @@ def test_rebuild_refuses_to_overwrite_an_existing_database(tmp_path, store):
     jsonl.append(backup, make_row(1.0, id=1))
     with pytest.raises(StoreError, match="move it aside"):
         rebuild(backup, store.path)
+
+
+# --- corrections and the review queue ------------------------------------------------------------
+
+
+def test_corrections_never_modify_the_models_output(store):
+    tick_id = store.insert_tick(make_row(1000.0))
+    before = store.tick(tick_id)
+    store.add_corrections(tick_id, [("eyes", "open"), ("face_box", [1.0, 2.0, 3.0, 4.0])], "mum", now=2000.0)
+    assert store.tick(tick_id) == before
+    history = store.corrections(tick_id)
+    assert [(c.field, c.value, c.author, c.created_ts) for c in history] == [
+        ("eyes", "open", "mum", 2000.0),
+        ("face_box", [1.0, 2.0, 3.0, 4.0], "mum", 2000.0),
+    ]
+
+
+def test_newest_correction_per_field_wins_and_reviewed_confirms_the_rest(store):
+    tick = store.tick(store.insert_tick(make_row(1000.0)))
+    store.add_corrections(tick.id, [("eyes", "open")], "mum", now=1.0)
+    store.add_corrections(tick.id, [("eyes", "closed")], "dad", now=2.0)
+    label = store.human_label(tick.id)
+    assert label.truth(tick) == {"eyes": "closed"}  # not reviewed: presence/box unknown
+    store.add_corrections(tick.id, [("reviewed", True)], "dad", now=3.0)
+    assert store.human_label(tick.id).truth(tick) == {
+        "presence": "present",
+        "eyes": "closed",
+        "face_box": (100.0, 80.0, 180.0, 170.0),
+    }
+
+
+def test_undo_reverts_the_newest_decision_as_a_whole_and_keeps_the_rows(store):
+    tick_id = store.insert_tick(make_row(1000.0))
+    store.add_corrections(tick_id, [("eyes", "open")], "mum", now=1.0)
+    store.add_corrections(tick_id, [("presence", "not_present"), ("eyes", "closed")], "mum", now=2.0)
+    undone = store.undo_last_decision(tick_id, now=5.0)
+    assert [(c.field, c.value) for c in undone] == [("presence", "not_present"), ("eyes", "closed")]
+    assert store.human_label(tick_id).corrected == {"eyes": "open"}
+    assert [c.undone_ts for c in store.corrections(tick_id)] == [None, 5.0, 5.0]
+    store.undo_last_decision(tick_id, now=6.0)
+    assert store.human_label(tick_id) is None
+    assert store.undo_last_decision(tick_id, now=7.0) == []
+
+
+def test_unknown_correction_field_is_refused(store):
+    tick_id = store.insert_tick(make_row(1000.0))
+    with pytest.raises(ValueError, match="unknown correction field"):
+        store.add_corrections(tick_id, [("state", "awake")], "mum", now=1.0)
+    assert store.corrections(tick_id) == []
+
+
+def test_correction_of_a_missing_tick_writes_nothing(store):
+    with pytest.raises(StoreError):
+        store.add_corrections(999, [("eyes", "open")], "mum", now=1.0)
+
+
+def test_review_queue_lowest_confidence_first_night_boosted_reviewed_and_skipped_excluded(store):
+    sure_day = store.insert_tick(make_row(1.0, night=False, eyes_conf=0.95))
+    unsure_day = store.insert_tick(make_row(2.0, night=False, eyes_conf=0.6))
+    sure_night = store.insert_tick(make_row(3.0, night=True, eyes_conf=0.8))  # 0.8 - boost beats 0.6
+    unknown_eyes = store.insert_tick(make_row(4.0, night=False, eyes_label="unknown", eyes_conf=0.65))
+    store.insert_tick(make_row(5.0, unchanged=True, jpeg_path=None, eyes_conf=0.1))  # skipped: nothing to look at
+    reviewed = store.insert_tick(make_row(6.0, night=False, eyes_conf=0.2))
+    store.add_corrections(reviewed, [("reviewed", True)], "mum", now=1.0)
+    queue = store.review_queue(10)
+    assert [t.id for t, _ in queue] == [unknown_eyes, sure_night, unsure_day, sure_day]
+    assert [round(p, 2) for _, p in queue] == [0.0, 0.55, 0.6, 0.95]
+    assert [t.id for t, _ in store.review_queue(2)] == [unknown_eyes, sure_night]
+    assert store.count_unreviewed() == 4
+    store.undo_last_decision(reviewed, now=2.0)
+    assert store.review_queue(1)[0][0].id == reviewed
+
+
+def test_review_queue_walks_its_index_instead_of_sorting_the_table(store):
+    plan = store.review_queue_plan()
+    assert "USING INDEX ticks_review" in plan and "TEMP B-TREE" not in plan
+
+
+def test_labelled_ticks_and_labels_in_a_range_exclude_undone_decisions(store):
+    a = store.insert_tick(make_row(10.0))
+    b = store.insert_tick(make_row(20.0))
+    c = store.insert_tick(make_row(30.0))
+    store.add_corrections(a, [("reviewed", True)], "mum", now=1.0)
+    store.add_corrections(c, [("eyes", "open")], "mum", now=2.0)
+    store.add_corrections(b, [("eyes", "open")], "mum", now=3.0)
+    store.undo_last_decision(b, now=4.0)
+    assert [t.id for t, _ in store.labelled_ticks()] == [a, c]
+    assert set(store.human_labels_between(0.0, 25.0)) == {a}
+
+
+def test_neighbour_tick_steps_through_time(store):
+    ids = [store.insert_tick(make_row(ts)) for ts in (10.0, 20.0, 30.0)]
+    assert store.neighbour_tick(ids[1], -1).id == ids[0]
+    assert store.neighbour_tick(ids[1], +1).id == ids[2]
+    assert store.neighbour_tick(ids[2], +1) is None
