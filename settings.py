@@ -107,6 +107,7 @@ class Settings:
     telegram_base_url: str = ""
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 5555
+    dashboard_token: str = ""
     log_level: str = "INFO"
     keep_unchanged_jpeg: bool = False
 
@@ -152,6 +153,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "telegram_base_url": _text,
     "dashboard_host": _text,
     "dashboard_port": _positive_int,
+    "dashboard_token": _text,
     "log_level": _log_level,
     "keep_unchanged_jpeg": _bool,
 }
