@@ -1,14 +1,18 @@
 """`python -m dashboard [--host 127.0.0.1] [--port 5555]`: serve the dashboard.
 
-It binds to loopback by default: the nursery's frames are not for the whole LAN.
+It binds to loopback by default: the nursery's frames are not for the whole LAN. Another
+address needs DASHBOARD_TOKEN (and must be a concrete address, not 0.0.0.0, so the Host
+header can be checked).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 
 from dashboard.app import create_app
+from dashboard.security import InsecureBindError
 from settings import SettingsError, load_settings
 
 
@@ -22,11 +26,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default=settings.dashboard_host)
     parser.add_argument("--port", type=int, default=settings.dashboard_port)
     args = parser.parse_args(argv)
-    if args.host not in {"127.0.0.1", "localhost", "::1"}:
-        print(f"bilbo dashboard: refusing to bind {args.host}: only loopback is supported for now", file=sys.stderr)
+    settings = replace(settings, dashboard_host=args.host, dashboard_port=args.port)
+    try:
+        app = create_app(settings)
+    except InsecureBindError as exc:
+        print(f"bilbo dashboard: {exc}", file=sys.stderr)
         return 2
-    print(f"BILBO dashboard on http://{args.host}:{args.port}/  (data: {settings.data_dir})", flush=True)
-    create_app(settings).run(host=args.host, port=args.port, debug=False, use_reloader=False)
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"BILBO dashboard on http://{shown}:{args.port}/  (data: {settings.data_dir})", flush=True)
+    app.run(host=args.host, port=args.port, debug=False, use_reloader=False)
     return 0
 
 

@@ -1,103 +1,61 @@
 """Flask app: one HTML page plus JSON endpoints over the same SQLite file the tick writes.
 
 Frames are served by tick id only, never from a path in the request, so nothing outside the
-data dir can be read through the dashboard.
+data dir can be read through the dashboard. Security checks live in dashboard/security.py,
+the JSON endpoints in dashboard/api.py.
 """
 
 from __future__ import annotations
 
-import time
+import secrets
 from pathlib import Path
 
-from flask import Flask, abort, jsonify, request, send_file
+from flask import Flask, Response, abort, jsonify, send_file
+from werkzeug.exceptions import HTTPException
 
-from db.store import Alert, Store, TickRow
+from dashboard.api import register_api
+from dashboard.security import Guard
+from db.store import Store, StoreError
 from settings import Settings
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-DEFAULT_SPAN_S = 13 * 3600
-
-
-def tick_json(row: TickRow) -> dict:
-    data = row.to_json()
-    data["has_jpeg"] = row.jpeg_path is not None
-    del data["jpeg_path"]
-    return data
-
-
-def alert_json(alert: Alert) -> dict:
-    return {
-        "id": alert.id,
-        "kind": alert.kind,
-        "ts": alert.created_ts,
-        "tick_id": alert.tick_id,
-        "caption": alert.caption,
-        "sent": alert.sent_ts is not None,
-        "attempts": alert.attempts,
-        "last_error": alert.last_error,
-    }
-
-
-def _float_arg(name: str) -> float | None:
-    raw = request.args.get(name)
-    if raw is None:
-        return None
-    try:
-        return float(raw)
-    except ValueError:
-        abort(400, description=f"query parameter {name!r} must be a number (unix seconds), got {raw!r}")
 
 
 def create_app(settings: Settings) -> Flask:
+    """The app for `settings.dashboard_host:port`; raises InsecureBindError for a bind it cannot protect."""
     app = Flask(__name__, static_folder=None)
     app.config["BILBO_SETTINGS"] = settings
+    guard = Guard(settings.dashboard_host, settings.dashboard_port, settings.dashboard_token)
+    guard.install(app)
+    app.config["BILBO_GUARD"] = guard
+    page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
 
-    def store() -> Store:
+    def open_store() -> Store:
         return Store.open(settings.db_path)
 
-    @app.errorhandler(400)
-    @app.errorhandler(404)
-    def json_error(error):
+    @app.errorhandler(HTTPException)
+    def json_error(error: HTTPException):
         return jsonify(error=error.description), error.code
+
+    @app.errorhandler(StoreError)
+    def store_error(error: StoreError):
+        return jsonify(error=f"the database cannot be read or written: {error}"), 503
 
     @app.get("/")
     def index():
-        return send_file(STATIC_DIR / "index.html")
-
-    @app.get("/api/timeline")
-    def timeline():
-        start, end = _float_arg("start"), _float_arg("end")
-        with store() as db:
-            newest = db.last_tick()
-            if end is None:
-                end = (newest.ts if newest else time.time()) + 1
-            if start is None:
-                start = end - DEFAULT_SPAN_S
-            if end <= start:
-                abort(400, description="end must be after start")
-            ticks = db.ticks_between(start, end)
-            alerts = db.alerts_between(start, end)
-        return jsonify(
-            start=start,
-            end=end,
-            now=time.time(),
-            newest_ts=newest.ts if newest else None,
-            tick_interval_s=settings.tick_interval_s,
-            ticks=[tick_json(t) for t in ticks],
-            alerts=[alert_json(a) for a in alerts],
+        nonce = secrets.token_urlsafe(16)
+        html = page.replace("{{csrf_token}}", guard.csrf_token).replace("{{nonce}}", nonce)
+        response = Response(html, mimetype="text/html")
+        response.headers["Content-Security-Policy"] = (
+            f"default-src 'self'; script-src 'nonce-{nonce}'; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'none'; base-uri 'none'"
         )
-
-    @app.get("/api/ticks/<int:tick_id>")
-    def tick(tick_id: int):
-        with store() as db:
-            row = db.tick(tick_id)
-        if row is None:
-            abort(404, description=f"no tick {tick_id}")
-        return jsonify(tick_json(row))
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     @app.get("/frames/<int:tick_id>.jpg")
     def frame(tick_id: int):
-        with store() as db:
+        with open_store() as db:
             row = db.tick(tick_id)
         if row is None or row.jpeg_path is None:
             abort(404, description=f"tick {tick_id} has no stored frame")
@@ -106,4 +64,5 @@ def create_app(settings: Settings) -> Flask:
             abort(404, description=f"frame of tick {tick_id} is missing on disk")
         return send_file(path, mimetype="image/jpeg", max_age=3600)
 
+    register_api(app, settings, open_store)
     return app

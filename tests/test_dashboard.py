@@ -1,16 +1,24 @@
 """The dashboard served for real over HTTP on 127.0.0.1, reading a real SQLite file."""
 
+import http.client
 import json
+import re
+import socket
 import threading
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from werkzeug.serving import make_server
 
 from dashboard.app import create_app
 from db.store import Alert, Store, TickRow
-from settings import load_settings
+from settings import Settings, load_settings
 
 
 def tick_row(ts: float, jpeg_path: str | None, state: str = "asleep") -> TickRow:
@@ -33,10 +41,63 @@ def tick_row(ts: float, jpeg_path: str | None, state: str = "asleep") -> TickRow
     )
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def dashboard_settings(data_dir: Path, **overrides) -> Settings:
+    """Settings for a dashboard on a free loopback port (the Host check needs the port up front)."""
+    return load_settings(None, environ={"BILBO_DATA_DIR": str(data_dir)}, dashboard_port=free_port(), **overrides)
+
+
+@contextmanager
+def serving(settings: Settings, bind: str = "127.0.0.1") -> Iterator[str]:
+    """The real app on a real socket (werkzeug in a thread); yields its base URL."""
+    server = make_server(bind, settings.dashboard_port, create_app(settings))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{settings.dashboard_port}"
+    finally:
+        server.shutdown()
+
+
+def call(method: str, url: str, body=None, headers: dict | None = None) -> tuple[int, object, dict]:
+    """One HTTP request; JSON answers are decoded. Headers are sent as given (Host included)."""
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
+    data = json.dumps(body).encode() if body is not None and not isinstance(body, bytes) else body
+    sent = {"Content-Type": "application/json"} if data is not None else {}
+    sent.update(headers or {})
+    conn.request(method, parts.path + (f"?{parts.query}" if parts.query else ""), body=data, headers=sent)
+    response = conn.getresponse()
+    raw = response.read()
+    conn.close()
+    kind = response.getheader("Content-Type", "")
+    decoded = json.loads(raw) if "application/json" in kind else raw
+    return response.status, decoded, dict(response.getheaders())
+
+
+def csrf_of(base: str) -> str:
+    """The CSRF token the page embeds, read the way the page's own script reads it."""
+    html = call("GET", base + "/")[1].decode()
+    return re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)
+
+
+def get(url: str) -> tuple[int, bytes, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read(), response.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read(), error.headers.get("Content-Type", "")
+
+
 @pytest.fixture
 def served(tmp_path):
     """A data dir with three ticks (one with a JPEG, one unchanged, one pointing outside), and the live app."""
-    settings = load_settings(None, environ={"BILBO_DATA_DIR": str(tmp_path)})
+    settings = dashboard_settings(tmp_path)
     (tmp_path / "frames").mkdir()
     (tmp_path / "frames" / "a.jpg").write_bytes(b"\xff\xd8fake-jpeg-bytes\xff\xd9")
     (tmp_path.parent / "secret.jpg").write_bytes(b"secret")
@@ -48,19 +109,8 @@ def served(tmp_path):
                 tick_row(1480.0, "../secret.jpg", state="awake"), [Alert("wake", "waking", "../secret.jpg", 1480.0)]
             ),
         ]
-    server = make_server("127.0.0.1", 0, create_app(settings))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", ids
-    server.shutdown()
-
-
-def get(url: str) -> tuple[int, bytes, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read(), response.headers.get("Content-Type", "")
-    except urllib.error.HTTPError as error:
-        return error.code, error.read(), error.headers.get("Content-Type", "")
+    with serving(settings) as base:
+        yield base, ids
 
 
 def test_index_page_is_served(served):
@@ -116,3 +166,44 @@ def test_a_stored_path_outside_the_data_dir_is_never_served(served):
     base, ids = served
     status, body, _ = get(f"{base}/frames/{ids[2]}.jpg")
     assert status == 404 and b"secret" not in body
+
+
+def test_index_page_embeds_a_csrf_token_and_allows_only_its_own_nonced_script(served):
+    base, _ = served
+    status, body, headers = call("GET", base + "/")
+    assert status == 200
+    token = csrf_of(base)
+    assert len(token) >= 32 and token == csrf_of(base)  # one secret per process
+    nonce = re.search(r"script-src 'nonce-([^']+)'", headers["Content-Security-Policy"]).group(1)
+    assert f'<script nonce="{nonce}">'.encode() in body
+    assert headers["X-Frame-Options"] == "DENY"
+
+
+def test_every_answer_carries_data_age_and_old_data_is_stale(served):
+    base, _ = served
+    for path in ("/api/status", "/api/timeline", "/api/review", "/api/metrics"):
+        status, data, _ = call("GET", base + path)
+        assert status == 200, path
+        assert data["newest_ts"] == 1480.0 and data["stale"] is True, path
+        assert data["data_age_s"] > 1e9, path
+
+
+def test_a_fresh_tick_is_not_stale_and_no_tick_at_all_is(tmp_path):
+    settings = dashboard_settings(tmp_path)
+    with serving(settings) as base:
+        empty = call("GET", base + "/api/status")[1]
+        assert empty["stale"] is True and empty["newest_ts"] is None
+        with Store.open(settings.db_path) as store:  # just past two intervals: stale
+            store.insert_tick(tick_row(time.time() - 2 * settings.tick_interval_s - 5, None))
+        assert call("GET", base + "/api/status")[1]["stale"] is True
+        with Store.open(settings.db_path) as store:
+            store.insert_tick(tick_row(time.time() - 60, None))
+        fresh = call("GET", base + "/api/status")[1]
+        assert fresh["stale"] is False and 59 <= fresh["data_age_s"] < 120
+
+
+def test_tick_detail_links_its_neighbours(served):
+    base, ids = served
+    data = call("GET", f"{base}/api/ticks/{ids[1]}")[1]
+    assert (data["prev_id"], data["next_id"]) == (ids[0], ids[2])
+    assert data["corrections"] == [] and data["human"] is None and data["effective_state"] == "asleep"

@@ -1,0 +1,208 @@
+"""The JSON endpoints. Reads and writes go through db.store (no SQL here); inputs are validated
+before anything is written, and every answer says how old the data is.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from flask import Blueprint, Flask, abort, jsonify, request
+
+from dashboard.labels import LabelError, effective_state, label_json, parse_correction
+from dashboard.metrics import model_metrics
+from dashboard.sessions import sleep_sessions
+from db.store import NIGHT_REVIEW_BOOST, Alert, HumanLabel, Store, TickRow
+from settings import Settings
+
+DEFAULT_SPAN_S = 13 * 3600
+MAX_SPAN_S = 31 * 24 * 3600
+MAX_REVIEW_LIMIT = 500
+
+
+def tick_json(row: TickRow, label: HumanLabel | None = None) -> dict:
+    data = row.to_json()
+    data["has_jpeg"] = row.jpeg_path is not None
+    del data["jpeg_path"]
+    data["human"] = label_json(label)
+    data["effective_state"] = effective_state(row, label)
+    return data
+
+
+def alert_json(alert: Alert) -> dict:
+    return {
+        "id": alert.id,
+        "kind": alert.kind,
+        "ts": alert.created_ts,
+        "tick_id": alert.tick_id,
+        "caption": alert.caption,
+        "sent": alert.sent_ts is not None,
+        "attempts": alert.attempts,
+        "last_error": alert.last_error,
+    }
+
+
+def freshness(newest: TickRow | None, interval_s: int, now: float) -> dict:
+    """Data age for every answer: a silent monitor must never look healthy."""
+    age = None if newest is None else now - newest.ts
+    return {
+        "now": now,
+        "newest_ts": None if newest is None else newest.ts,
+        "data_age_s": age,
+        "tick_interval_s": interval_s,
+        "stale": age is None or age > 2 * interval_s,
+    }
+
+
+def _float_arg(name: str) -> float | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        abort(400, description=f"query parameter {name!r} must be a number (unix seconds), got {raw!r}")
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        abort(400, description=f"query parameter {name!r} must be a whole number from {low} to {high}, got {raw!r}")
+    return int(raw)
+
+
+def _review_reasons(row: TickRow) -> list[str]:
+    """Why a frame is in the queue, in words. (Teacher disagreement joins here once a teacher exists.)"""
+    reasons = []
+    if row.eyes_label == "unknown":
+        reasons.append("eyes unknown")
+    confs = {"presence": row.presence_conf, "face": row.face_conf, "eyes": row.eyes_conf}
+    stage, weakest = min(((k, v) for k, v in confs.items() if v is not None), key=lambda kv: kv[1], default=("", None))
+    if weakest is not None:
+        reasons.append(f"lowest confidence: {stage} {weakest:.2f}")
+    if row.night:
+        reasons.append(f"infrared night (+{NIGHT_REVIEW_BOOST:g} priority)")
+    return reasons
+
+
+def register_api(app: Flask, settings: Settings, open_store: Callable[[], Store]) -> None:
+    api = Blueprint("api", __name__, url_prefix="/api")
+    interval = settings.tick_interval_s
+
+    @api.get("/status")
+    def status():
+        with open_store() as db:
+            return jsonify(freshness(db.last_tick(), interval, time.time()))
+
+    @api.get("/timeline")
+    def timeline():
+        start, end = _float_arg("start"), _float_arg("end")
+        with open_store() as db:
+            newest = db.last_tick()
+            if end is None:
+                end = (newest.ts if newest else time.time()) + 1
+            if start is None:
+                start = end - DEFAULT_SPAN_S
+            if end <= start:
+                abort(400, description="end must be after start")
+            if end - start > MAX_SPAN_S:
+                abort(400, description=f"the range may span at most {MAX_SPAN_S // 86400} days")
+            ticks = db.ticks_between(start, end)
+            labels = db.human_labels_between(start, end)
+            alerts = db.alerts_between(start, end)
+        rows = [tick_json(t, labels.get(t.id)) for t in ticks]
+        sessions = sleep_sessions([(r["ts"], r["effective_state"]) for r in rows], interval)
+        return jsonify(
+            start=start,
+            end=end,
+            **freshness(newest, interval, time.time()),
+            ticks=rows,
+            alerts=[alert_json(a) for a in alerts],
+            sessions=[s.to_json() for s in sessions],
+        )
+
+    @api.get("/ticks/<int:tick_id>")
+    def tick(tick_id: int):
+        with open_store() as db:
+            row = db.tick(tick_id)
+            if row is None:
+                abort(404, description=f"no tick {tick_id}")
+            before, after = db.neighbour_tick(tick_id, -1), db.neighbour_tick(tick_id, +1)
+            history = db.corrections(tick_id)
+            label = db.human_label(tick_id)
+        data = tick_json(row, label)
+        data["prev_id"] = before.id if before else None
+        data["next_id"] = after.id if after else None
+        data["corrections"] = [
+            {
+                "id": c.id,
+                "field": c.field,
+                "value": c.value,
+                "author": c.author,
+                "ts": c.created_ts,
+                "undone_ts": c.undone_ts,
+            }
+            for c in history
+        ]
+        return jsonify(data)
+
+    @api.post("/ticks/<int:tick_id>/corrections")
+    def correct(tick_id: int):
+        if not request.is_json:
+            abort(400, description="send the correction as JSON (Content-Type: application/json)")
+        body = request.get_json(silent=True)
+        try:
+            changes, author = parse_correction(body)
+        except LabelError as exc:
+            abort(400, description=str(exc))
+        with open_store() as db:
+            row = db.tick(tick_id)
+            if row is None:
+                abort(404, description=f"no tick {tick_id}")
+            if row.jpeg_path is None:
+                abort(409, description=f"tick {tick_id} kept no frame (unchanged): correct the frame it reused instead")
+            ids = db.add_corrections(tick_id, changes, author, now=time.time())
+            label = db.human_label(tick_id)
+        response = jsonify(correction_ids=ids, tick=tick_json(row, label))
+        response.status_code = 201
+        return response
+
+    @api.post("/ticks/<int:tick_id>/undo")
+    def undo(tick_id: int):
+        with open_store() as db:
+            row = db.tick(tick_id)
+            if row is None:
+                abort(404, description=f"no tick {tick_id}")
+            undone = db.undo_last_decision(tick_id, now=time.time())
+            if not undone:
+                abort(409, description=f"tick {tick_id} has no correction to undo")
+            label = db.human_label(tick_id)
+        return jsonify(
+            undone=[{"id": c.id, "field": c.field, "value": c.value} for c in undone], tick=tick_json(row, label)
+        )
+
+    @api.get("/review")
+    def review():
+        limit = _int_arg("limit", 50, 1, MAX_REVIEW_LIMIT)
+        with open_store() as db:
+            queue = db.review_queue(limit)
+            remaining = db.count_unreviewed()
+            newest = db.last_tick()
+        items = [{**tick_json(t), "priority": p, "reasons": _review_reasons(t)} for t, p in queue]
+        return jsonify(
+            **freshness(newest, interval, time.time()),
+            items=items,
+            remaining=remaining,
+            teacher="no teacher yet: disagreements will rank here once one exists",
+        )
+
+    @api.get("/metrics")
+    def metrics():
+        with open_store() as db:
+            labelled = db.labelled_ticks()
+            newest = db.last_tick()
+        return jsonify(**freshness(newest, interval, time.time()), **model_metrics(labelled))
+
+    app.register_blueprint(api)

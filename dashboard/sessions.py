@@ -1,0 +1,81 @@
+"""Sleep sessions of a night, derived from the tick states (a pure function: easy to test, no I/O).
+
+A session starts at the first asleep tick. Short awake stretches that end asleep again are
+wake-ups inside the session; it ends when the baby is taken out (absent), stays awake longer
+than `max_wake_s`, or the data stops for longer than `max_gap_s` (the monitor was down: we do
+not invent sleep we did not see). 'unknown' and skipped ticks neither end nor extend a wake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+MAX_WAKE_S = 40 * 60
+
+
+@dataclass(frozen=True)
+class SleepSession:
+    start_ts: float
+    end_ts: float
+    wakeups: int
+    ongoing: bool  # the data ends inside this session
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_ts - self.start_ts
+
+    def to_json(self) -> dict:
+        return {
+            "start_ts": self.start_ts,
+            "end_ts": self.end_ts,
+            "duration_s": self.duration_s,
+            "wakeups": self.wakeups,
+            "ongoing": self.ongoing,
+        }
+
+
+def sleep_sessions(
+    points: Sequence[tuple[float, str]],
+    interval_s: float,
+    *,
+    max_wake_s: float = MAX_WAKE_S,
+    max_gap_s: float | None = None,
+) -> list[SleepSession]:
+    """`points` are (ts, state) in time order; states are asleep | awake | absent | unknown."""
+    max_gap_s = 3 * interval_s if max_gap_s is None else max_gap_s
+    sessions: list[SleepSession] = []
+    start: float | None = None
+    last_asleep = awake_since = prev_ts = 0.0
+    wakeups = 0
+    woke = False
+
+    def close(end: float) -> None:
+        nonlocal start
+        if start is not None:
+            sessions.append(SleepSession(start, end, wakeups, ongoing=False))
+        start = None
+
+    for ts, state in points:
+        if start is not None and ts - prev_ts > max_gap_s:
+            close(awake_since if woke else last_asleep + interval_s)
+        prev_ts = ts
+        if start is None:
+            if state == "asleep":
+                start, last_asleep, wakeups, woke = ts, ts, 0, False
+            continue
+        if state == "asleep":
+            if woke:
+                wakeups += 1
+            woke, last_asleep = False, ts
+        elif state == "awake":
+            if not woke:
+                woke, awake_since = True, ts
+            elif ts - awake_since >= max_wake_s:
+                close(awake_since)
+        elif state == "absent":
+            close(awake_since if woke else ts)
+    if start is not None:
+        end = awake_since if woke else prev_ts + interval_s
+        sessions.append(SleepSession(start, end, wakeups, ongoing=not woke))
+    return sessions
