@@ -6,11 +6,11 @@ import itertools
 import time
 from datetime import UTC, datetime, timedelta, timezone
 
-import cv2
 import numpy as np
 import pytest
 
 from capture import sample_camera as sc
+from capture.pixeldiff import diff_score
 
 DAY = datetime(2026, 3, 14)
 
@@ -20,13 +20,8 @@ def at(hhmm: str, day: datetime = DAY) -> datetime:
 
 
 def block_diff(a: np.ndarray, b: np.ndarray) -> float:
-    """The tick's pixel diff: max |difference| of 16x16 block means of the grayscale bassinet crop."""
-    x1, y1, x2, y2 = sc.BASSINET_CROP
-    ga = cv2.cvtColor(a[y1:y2, x1:x2], cv2.COLOR_BGR2GRAY).astype(np.float32)
-    gb = cv2.cvtColor(b[y1:y2, x1:x2], cv2.COLOR_BGR2GRAY).astype(np.float32)
-    h, w = (ga.shape[0] // 16) * 16, (ga.shape[1] // 16) * 16
-    d = (ga - gb)[:h, :w].reshape(h // 16, 16, w // 16, 16).mean(axis=(1, 3))
-    return float(np.abs(d).max())
+    """The tick's own pixel diff (max change of 16x16 block means of the grayscale bassinet crop)."""
+    return diff_score(a, b, sc.BASSINET_CROP)
 
 
 def test_frame_at_is_deterministic_and_sized():
