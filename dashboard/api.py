@@ -103,6 +103,7 @@ def register_api(app: Flask, settings: Settings, open_store: Callable[[], Store]
             newest = db.last_tick()
             if end is None:
                 end = (newest.ts if newest else time.time()) + 1
+            fit_start = start is None
             if start is None:
                 start = end - DEFAULT_SPAN_S
             if end <= start:
@@ -110,6 +111,8 @@ def register_api(app: Flask, settings: Settings, open_store: Callable[[], Store]
             if end - start > MAX_SPAN_S:
                 abort(400, description=f"the range may span at most {MAX_SPAN_S // 86400} days")
             ticks = db.ticks_between(start, end)
+            if fit_start and ticks:  # default range: start where the data starts, not in an empty afternoon
+                start = max(start, ticks[0].ts - interval / 2)
             labels = db.human_labels_between(start, end)
             alerts = db.alerts_between(start, end)
         rows = [tick_json(t, labels.get(t.id)) for t in ticks]

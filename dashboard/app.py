@@ -48,7 +48,7 @@ def create_app(settings: Settings) -> Flask:
         response = Response(html, mimetype="text/html")
         response.headers["Content-Security-Policy"] = (
             f"default-src 'self'; script-src 'nonce-{nonce}'; style-src 'self' 'unsafe-inline'; "
-            "img-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'none'; base-uri 'none'"
+            "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; form-action 'none'; base-uri 'none'"
         )
         response.headers["Cache-Control"] = "no-store"
         return response
