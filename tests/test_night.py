@@ -35,11 +35,21 @@ def test_every_tick_of_the_night_is_recorded(night):
     assert [r.ts for r in rows] == [t.timestamp() for t in expected]
 
 
+def expected_alert_ticks(times: list[datetime]) -> list[str]:
+    """From ground truth: the second awake tick of each stretch of awake ticks (2 of the last 3)."""
+    expected, run = [], 0
+    for at in times:
+        run = run + 1 if frame_at(at)[1].awake else 0
+        if run == 2:
+            expected.append(at.strftime("%H:%M"))
+    return expected
+
+
 def test_wake_alert_fires_once_per_wake_episode_on_its_second_awake_frame(night):
-    _, alerts, _ = night
-    # Episodes in the sample schedule start at 19:30 (put down awake), 02:00 and 06:00 (eyes open).
-    # 2 of the last 3 frames awake is first true on the episode's second tick.
-    assert [hhmm(a.created_ts) for a in alerts] == ["19:34", "02:04", "06:04"]
+    _, alerts, settings = night
+    expected = expected_alert_ticks(monitor.night_times(NIGHT, settings.tick_interval_s))
+    assert len(expected) == 3  # put down awake at 19:30, the 02:00 wake-up, the morning wake-up at 06:00
+    assert [hhmm(a.created_ts) for a in alerts] == expected
     assert all(a.photo_path and a.tick_id for a in alerts)
 
 
