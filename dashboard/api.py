@@ -18,6 +18,7 @@ from settings import Settings
 DEFAULT_SPAN_S = 13 * 3600
 MAX_SPAN_S = 31 * 24 * 3600
 MAX_REVIEW_LIMIT = 500
+REMAINING_CAP = 1000  # the queue says "1000+" beyond this
 
 
 def tick_json(row: TickRow, label: HumanLabel | None = None) -> dict:
@@ -110,12 +111,17 @@ def register_api(app: Flask, settings: Settings, open_store: Callable[[], Store]
                 abort(400, description="end must be after start")
             if end - start > MAX_SPAN_S:
                 abort(400, description=f"the range may span at most {MAX_SPAN_S // 86400} days")
-            ticks = db.ticks_between(start, end)
-            if fit_start and ticks:  # default range: start where the data starts, not in an empty afternoon
-                start = max(start, ticks[0].ts - interval / 2)
+            rows = db.timeline_points(start, end)
+            if fit_start and rows:  # default range: start where the data starts, not in an empty afternoon
+                start = max(start, rows[0]["ts"] - interval / 2)
             labels = db.human_labels_between(start, end)
             alerts = db.alerts_between(start, end)
-        rows = [tick_json(t, labels.get(t.id)) for t in ticks]
+        for row in rows:
+            label = labels.get(row["id"])
+            row["human"] = label_json(label)
+            row["effective_state"] = (
+                effective_state(TickRow.from_json({**row, "jpeg_path": None}), label) if label else row["state"]
+            )
         sessions = sleep_sessions([(r["ts"], r["effective_state"]) for r in rows], interval)
         return jsonify(
             start=start,
@@ -191,13 +197,14 @@ def register_api(app: Flask, settings: Settings, open_store: Callable[[], Store]
         limit = _int_arg("limit", 50, 1, MAX_REVIEW_LIMIT)
         with open_store() as db:
             queue = db.review_queue(limit)
-            remaining = db.count_unreviewed()
+            remaining = db.count_unreviewed(REMAINING_CAP)
             newest = db.last_tick()
         items = [{**tick_json(t), "priority": p, "reasons": _review_reasons(t)} for t, p in queue]
         return jsonify(
             **freshness(newest, interval, time.time()),
             items=items,
             remaining=remaining,
+            remaining_capped=remaining >= REMAINING_CAP,
             teacher="no teacher yet: disagreements will rank here once one exists",
         )
 

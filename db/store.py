@@ -265,6 +265,16 @@ class Store:
                 )
         return tick_id
 
+    def insert_ticks(self, rows: Sequence[TickRow]) -> None:
+        """Insert many ticks in one transaction (benchmarks, bulk imports); all land or none do."""
+        if not rows:
+            return
+        placeholders = ", ".join("?" * len(_tick_params(rows[0])))
+        with self._write() as conn:
+            conn.executemany(
+                f"INSERT INTO ticks ({_TICK_COLUMNS}) VALUES ({placeholders})", [_tick_params(r) for r in rows]
+            )
+
     def import_tick(self, row: TickRow) -> None:
         """Insert a tick keeping its id (rebuild from the JSONL backup)."""
         placeholders = ", ".join("?" * (len(_tick_params(row)) + 1))
@@ -306,6 +316,42 @@ class Store:
             f"SELECT id, {_TICK_COLUMNS} FROM ticks WHERE ts >= ? AND ts < ? ORDER BY ts, id", (start_ts, end_ts)
         ).fetchall()
         return [_tick_from_sql(r) for r in rows]
+
+    def timeline_points(self, start_ts: float, end_ts: float) -> list[dict[str, Any]]:
+        """Ticks in [start_ts, end_ts) as JSON-ready dicts (the dashboard's hot path).
+
+        Same content as TickRow.to_json() minus jpeg_path, plus has_jpeg. Plain tuples and dicts
+        instead of sqlite3.Row and frozen dataclasses: a day of ticks in well under 2 ms.
+        """
+        cursor = self._conn.cursor()
+        cursor.row_factory = None
+        rows = cursor.execute(
+            f"SELECT id, {_TICK_COLUMNS} FROM ticks WHERE ts >= ? AND ts < ? ORDER BY ts, id", (start_ts, end_ts)
+        ).fetchall()
+        points = []
+        for (tid, ts, source, unchanged, diff, night, state, p_label, p_conf, x1, y1, x2, y2, f_conf, e_label, e_conf,
+             jpeg, version, duration) in rows:  # fmt: skip
+            points.append(
+                {
+                    "id": tid,
+                    "ts": ts,
+                    "source": source,
+                    "unchanged": bool(unchanged),
+                    "diff_score": diff,
+                    "night": bool(night),
+                    "state": state,
+                    "presence_label": p_label,
+                    "presence_conf": p_conf,
+                    "face_box": None if x1 is None else [x1, y1, x2, y2],
+                    "face_conf": f_conf,
+                    "eyes_label": e_label,
+                    "eyes_conf": e_conf,
+                    "has_jpeg": jpeg is not None,
+                    "model_version": version,
+                    "duration_ms": duration,
+                }
+            )
+        return points
 
     def count_ticks(self) -> int:
         return self._conn.execute("SELECT COUNT(*) FROM ticks").fetchone()[0]
@@ -428,11 +474,13 @@ class Store:
         ).fetchall()
         return "\n".join(r["detail"] for r in rows)
 
-    def count_unreviewed(self) -> int:
-        """How many classified frames with a JPEG nobody has looked at yet."""
+    def count_unreviewed(self, cap: int = 1000) -> int:
+        """How many classified frames with a JPEG nobody has looked at yet, counted up to `cap`
+        (a year holds ~90k: counting them all costs 30 ms and "1000+" says the same to a parent)."""
         return self._conn.execute(
-            "SELECT COUNT(*) FROM ticks t WHERE unchanged = 0 AND jpeg_path IS NOT NULL "
-            "AND NOT EXISTS (SELECT 1 FROM corrections c WHERE c.tick_id = t.id AND c.undone_ts IS NULL)"
+            "SELECT COUNT(*) FROM (SELECT 1 FROM ticks t WHERE unchanged = 0 AND jpeg_path IS NOT NULL "
+            "AND NOT EXISTS (SELECT 1 FROM corrections c WHERE c.tick_id = t.id AND c.undone_ts IS NULL) LIMIT ?)",
+            (cap,),
         ).fetchone()[0]
 
     def neighbour_tick(self, tick_id: int, direction: int) -> TickRow | None:

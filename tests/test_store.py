@@ -235,3 +235,25 @@ def test_neighbour_tick_steps_through_time(store):
     assert store.neighbour_tick(ids[1], -1).id == ids[0]
     assert store.neighbour_tick(ids[1], +1).id == ids[2]
     assert store.neighbour_tick(ids[2], +1) is None
+
+
+def test_insert_ticks_stores_all_rows_in_one_go(store):
+    store.insert_ticks([make_row(float(ts)) for ts in range(5)])
+    assert [r.ts for r in store.ticks_between(0, 10)] == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+def test_timeline_points_match_the_tick_rows_json(store):
+    store.insert_tick(make_row(10.0))
+    store.insert_tick(make_row(20.0, state="absent", face_box=None, jpeg_path=None, unchanged=True))
+    expected = []
+    for row in store.ticks_between(0, 100):
+        data = row.to_json()
+        data["has_jpeg"] = data.pop("jpeg_path") is not None
+        expected.append(data)
+    assert store.timeline_points(0, 100) == expected
+
+
+def test_unreviewed_count_stops_at_its_cap(store):
+    store.insert_ticks([make_row(float(ts)) for ts in range(5)])
+    assert store.count_unreviewed() == 5
+    assert store.count_unreviewed(cap=3) == 3
