@@ -26,7 +26,8 @@ import numpy as np
 
 from alerts.notifiers import notifier_from_settings
 from alerts.outbox import deliver_pending
-from alerts.rules import rows_needed, wake_alert
+from alerts.rules import combine, cry_alert, rows_needed, wake_alert
+from capture.audio import write_wav
 from capture.ffmpeg import CaptureError
 from capture.night import is_infrared
 from capture.pixeldiff import diff_score
@@ -36,6 +37,7 @@ from db import jsonl
 from db.store import Store, StoreError, TickRow
 from lockfile import TickLock
 from models.cascade import Cascade, ModelError
+from models.cry import CryModel, CryModelError
 from settings import DEFAULT_ENV_FILE, Settings, SettingsError, load_settings
 
 log = logging.getLogger("bilbo.tick")
@@ -64,6 +66,25 @@ class LazyCascade:
         return self._cascade
 
 
+class LazyCryModel:
+    """Loads the cry model the first time a tick has audio. Broken cry weights never fail the tick: the
+    audio is then stored without a cry probability and the reason is logged once."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._model: CryModel | None = None
+        self._failed = False
+
+    def get(self) -> CryModel | None:
+        if self._model is None and not self._failed:
+            try:
+                self._model = CryModel.load(self._settings.models_dir, self._settings.cry_threshold)
+            except CryModelError as exc:
+                self._failed = True
+                log.warning("cry detection off this tick: %s", exc)
+        return self._model
+
+
 def _read_reference(settings: Settings, store: Store) -> np.ndarray | None:
     """The last kept frame, or None if there is none or it cannot be read (then we classify)."""
     relative = store.last_reference_jpeg()
@@ -81,6 +102,25 @@ def _save_jpeg(settings: Settings, frame: CapturedFrame, at: datetime) -> str:
     tmp.write_bytes(frame.jpeg)
     os.replace(tmp, target)
     return str(relative)
+
+
+def listen(settings: Settings, frame: CapturedFrame, at: datetime, cry: LazyCryModel) -> dict:
+    """The tick's audio fields: cry probability, loudness, clip length, and the kept .wav (KEEP_AUDIO)."""
+    clip = frame.audio
+    if clip is None or len(clip.samples) == 0:
+        return {}
+    model = cry.get()
+    fields = {
+        "cry_probability": model.score(clip.samples).cry_probability if model else None,
+        "dbfs": clip.dbfs,
+        "audio_s": clip.seconds,
+    }
+    if settings.keep_audio:
+        relative = Path("frames") / at.strftime("%Y-%m-%d") / f"{at.strftime('%H%M%S')}-{int(at.timestamp())}.wav"
+        (settings.data_dir / relative).parent.mkdir(parents=True, exist_ok=True)
+        write_wav(settings.data_dir / relative, clip)
+        fields["audio_path"] = str(relative)
+    return fields
 
 
 def bassinet_crop(settings: Settings) -> tuple[int, int, int, int] | None:
@@ -140,12 +180,20 @@ def classify(settings: Settings, frame: CapturedFrame, store: Store, at: datetim
     )
 
 
-def tick(settings: Settings, at: datetime, models: LazyCascade) -> TickRow:
-    """One tick: capture → diff → cascade → store (+ alerts in the same transaction) → JSONL."""
+def tick(settings: Settings, at: datetime, models: LazyCascade, cry: LazyCryModel | None = None) -> TickRow:
+    """One tick: capture (frame + audio) → diff → cascade, cry model → store (+ alerts, same transaction) → JSONL."""
     started = time.perf_counter()
-    frame = grab(settings.camera_url, at=at, timeout_s=settings.capture_timeout_s, ffmpeg_path=settings.ffmpeg_path)
+    cry = cry or LazyCryModel(settings)
+    frame = grab(
+        settings.camera_url,
+        at=at,
+        timeout_s=settings.capture_timeout_s,
+        ffmpeg_path=settings.ffmpeg_path,
+        audio_s=settings.audio_seconds,
+    )
     with Store.open(settings.db_path) as store:
         row = classify(settings, frame, store, at, models)
+        row = replace(row, **listen(settings, frame, at, cry))
         row = replace(row, duration_ms=(time.perf_counter() - started) * 1000.0)
         alerts = []
         if not row.unchanged:
@@ -159,11 +207,22 @@ def tick(settings: Settings, at: datetime, models: LazyCascade) -> TickRow:
                 photo_path=row.jpeg_path,
             )
             alerts = [alert] if alert else []
+        model = cry.get() if row.cry_probability is not None else None
+        if model is not None:
+            crying = cry_alert(
+                row,
+                threshold=model.threshold,
+                last_alert_ts=store.last_alert_ts("cry"),
+                cooldown_s=settings.cry_cooldown_s,
+                photo_path=row.jpeg_path or store.last_reference_jpeg(),
+            )
+            alerts += [crying] if crying else []
         try:
-            row = replace(row, id=store.insert_tick(row, alerts))
+            row = replace(row, id=store.insert_tick(row, combine(alerts)))
         except StoreError:
-            if row.jpeg_path:
-                (settings.data_dir / row.jpeg_path).unlink(missing_ok=True)
+            for kept in (row.jpeg_path, row.audio_path):
+                if kept:
+                    (settings.data_dir / kept).unlink(missing_ok=True)
             raise
     try:
         jsonl.append(settings.jsonl_path, row)
@@ -176,14 +235,20 @@ def describe(row: TickRow) -> str:
     """The one log line a parent reads at 3 a.m."""
     when = datetime.fromtimestamp(row.ts).strftime("%H:%M")
     mode = "night" if row.night else "day"
+    heard = ""
+    if row.audio_s is not None:
+        cry = "cry ?" if row.cry_probability is None else f"cry {row.cry_probability:.2f}"
+        heard = f", {cry} {row.dbfs:.0f} dBFS"
     if row.unchanged:
-        return f"{when} {mode}: unchanged (diff {row.diff_score:.1f}), still {row.state} [{row.duration_ms:.0f} ms]"
+        return (
+            f"{when} {mode}: unchanged (diff {row.diff_score:.1f}), still {row.state}{heard} [{row.duration_ms:.0f} ms]"
+        )
     parts = [f"present {row.presence_conf:.2f}" if row.presence_label == "present" else "empty"]
     if row.face_conf is not None:
         parts.append(f"face {row.face_conf:.2f}")
     if row.eyes_label:
         parts.append(f"eyes {row.eyes_label} {row.eyes_conf:.2f}")
-    return f"{when} {mode}: {row.state} ({', '.join(parts)}) [{row.duration_ms:.0f} ms]"
+    return f"{when} {mode}: {row.state} ({', '.join(parts)}){heard} [{row.duration_ms:.0f} ms]"
 
 
 def deliver_alerts(settings: Settings, now: float) -> None:
@@ -195,9 +260,9 @@ def deliver_alerts(settings: Settings, now: float) -> None:
         log.error("alerts not delivered this tick (will retry): %s", exc)
 
 
-def run_once(settings: Settings, at: datetime, models: LazyCascade) -> int:
+def run_once(settings: Settings, at: datetime, models: LazyCascade, cry: LazyCryModel | None = None) -> int:
     try:
-        row = tick(settings, at, models)
+        row = tick(settings, at, models, cry)
         log.info("tick %s", describe(row))
         code = 0
     except (CaptureError, ModelError, StoreError, OSError) as exc:
@@ -217,11 +282,11 @@ def night_times(night_of: date, interval_s: int) -> list[datetime]:
 
 def run_night(settings: Settings, night_of: date) -> int:
     """Replay a whole night on the sample camera with a simulated clock (the demo)."""
-    models = LazyCascade(settings)
+    models, cry = LazyCascade(settings), LazyCryModel(settings)
     failures = 0
     times = night_times(night_of, settings.tick_interval_s)
     for at in times:
-        failures += run_once(settings, at, models)
+        failures += run_once(settings, at, models, cry)
     log.info("simulated night of %s: %d ticks, %d failed", night_of, len(times), failures)
     return 1 if failures else 0
 

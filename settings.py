@@ -57,6 +57,17 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _audio_seconds(raw: str) -> float:
+    value = float(raw)
+    if not 0.0 <= value <= 30.0:
+        raise ValueError("want seconds between 0 (no audio) and 30")
+    return value
+
+
+def _optional_unit_float(raw: str) -> float | None:
+    return None if raw.strip() == "" else _unit_float(raw)
+
+
 def _bool(raw: str) -> bool:
     lowered = raw.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -110,6 +121,10 @@ class Settings:
     dashboard_token: str = ""
     log_level: str = "INFO"
     keep_unchanged_jpeg: bool = False
+    audio_seconds: float = 5.0
+    cry_threshold: float | None = None  # None: the threshold in models/weights/cry.json
+    cry_cooldown_s: int = 900
+    keep_audio: bool = False
 
     @property
     def db_path(self) -> Path:
@@ -156,6 +171,10 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "dashboard_token": _text,
     "log_level": _log_level,
     "keep_unchanged_jpeg": _bool,
+    "audio_seconds": _audio_seconds,
+    "cry_threshold": _optional_unit_float,
+    "cry_cooldown_s": _positive_int,
+    "keep_audio": _bool,
 }
 KEYS = tuple(name.upper() for name in _PARSERS)
 

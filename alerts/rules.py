@@ -2,6 +2,8 @@
 
 The wake rule is "at least `needed` of the last `window` classified frames show the baby awake"
 (2 of 3 by default), fired on the rising edge of that condition and not again within a cooldown.
+The cry rule fires when the tick's audio scores at or above the cry threshold, not again within its
+own cooldown. When both fire on the same tick the parent gets ONE message (`combine`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import time
 from db.store import Alert, TickRow
 
 WAKE = "wake"
+CRY = "cry"
 
 
 def rows_needed(window: int) -> int:
@@ -77,3 +80,33 @@ def wake_alert(
         return None
     caption = f"Baby seems to be waking ({awake_now} of the last {len(now_rows)} frames eyes open) — {clock(new.ts)}"
     return Alert(kind=WAKE, caption=caption, photo_path=photo_path, created_ts=new.ts, tick_id=new.id)
+
+
+def cry_alert(
+    row: TickRow, *, threshold: float, last_alert_ts: float | None, cooldown_s: float, photo_path: str | None
+) -> Alert | None:
+    """A cry alert if the new row's audio scored at least `threshold`, unless one was raised within `cooldown_s`.
+
+    Audio is new evidence on every tick, so an `unchanged` frame can still fire. Level-triggered on purpose:
+    a baby still crying when the cooldown has passed is worth telling again. `last_alert_ts` is
+    `store.last_alert_ts('cry')`, which counts combined wake+cry alerts too.
+    """
+    p = row.cry_probability
+    if p is None or p < threshold:
+        return None
+    if last_alert_ts is not None and row.ts - last_alert_ts < cooldown_s:
+        return None
+    loudness = f", {row.dbfs:.0f} dBFS" if row.dbfs is not None else ""
+    caption = f"Baby seems to be crying (cry {p:.0%}{loudness}) — {clock(row.ts)}"
+    return Alert(kind=CRY, caption=caption, photo_path=photo_path, created_ts=row.ts, tick_id=row.id)
+
+
+def combine(alerts: list[Alert]) -> list[Alert]:
+    """Alerts raised by one tick -> one message: kinds joined with '+' (e.g. 'wake+cry'), captions joined."""
+    if len(alerts) < 2:
+        return list(alerts)
+    first = alerts[0]
+    photo = next((a.photo_path for a in alerts if a.photo_path), None)
+    caption = "\n".join(a.caption for a in alerts)
+    kind = "+".join(a.kind for a in alerts)
+    return [Alert(kind=kind, caption=caption, photo_path=photo, created_ts=first.created_ts, tick_id=first.tick_id)]

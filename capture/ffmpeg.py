@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Sequence
 
@@ -25,6 +26,10 @@ log = logging.getLogger(__name__)
 # saves one SETUP round trip. bench/grab.py measures it: 4.2 s -> 0.24 s against tests/rtsp_server.py.
 TUNED_PROBE_ARGS = ("-fpsprobesize", "0")
 VIDEO_ONLY_ARGS = ("-allowed_media_types", "video")
+# Audio rides in the same ffmpeg call (one process, one RTSP connection): decoded to the camera's own
+# band, 8 kHz mono 16-bit PCM, written to a temp file next to the JPEG on stdout.
+AUDIO_RATE = 8000
+_NO_AUDIO_TRACK = "does not contain any stream"  # ffmpeg's words when `0:a:0?` matched nothing
 
 
 class CaptureError(RuntimeError):
@@ -78,22 +83,20 @@ def _ffmpeg_major_version(ffmpeg: str) -> int:
     return int(match.group(1)) if match else 99
 
 
-def rtsp_input_args(url: str, *, timeout_s: float, ffmpeg: str, tuned: bool = True) -> list[str]:
-    """Everything up to and including `-i URL`."""
+def rtsp_input_args(url: str, *, timeout_s: float, ffmpeg: str, tuned: bool = True, audio: bool = False) -> list[str]:
+    """Everything up to and including `-i URL` (`audio`: also SETUP the audio track)."""
     # ffmpeg >= 5 calls the RTSP socket I/O timeout `-timeout`; 4.x called it `-stimeout` and used
     # `-timeout` for *listen* mode, which would make it wait for a camera to connect to us.
     timeout_opt = "-timeout" if _ffmpeg_major_version(ffmpeg) >= 5 else "-stimeout"
     args = ["-nostdin", "-hide_banner", "-loglevel", "error", "-rtsp_transport", "tcp"]
     args += [timeout_opt, str(max(1, int(timeout_s * 1_000_000)))]
     if tuned:
-        # Drop VIDEO_ONLY_ARGS here once a caller asks for the audio track too.
-        args += [*TUNED_PROBE_ARGS, *VIDEO_ONLY_ARGS]
+        args += [*TUNED_PROBE_ARGS, *(() if audio else VIDEO_ONLY_ARGS)]
     return [*args, "-i", url]
 
 
 def video_frame_output_args(quality: int = 3) -> list[str]:
-    """One video frame as MJPEG on stdout. An audio output (e.g. `-map 0:a:0 -t N -f wav pipe:3`)
-    can later be appended next to it in the same ffmpeg call; today audio is dropped."""
+    """One video frame as MJPEG on stdout (`audio_output_args` can follow it in the same call)."""
     return [
         "-map",
         "0:v:0",
@@ -110,8 +113,18 @@ def video_frame_output_args(quality: int = 3) -> list[str]:
     ]
 
 
-def build_rtsp_grab_command(url: str, *, timeout_s: float, ffmpeg: str, tuned: bool = True) -> list[str]:
-    return [ffmpeg, *rtsp_input_args(url, timeout_s=timeout_s, ffmpeg=ffmpeg, tuned=tuned), *video_frame_output_args()]
+def audio_output_args(path: str, seconds: float) -> list[str]:
+    """The first audio track, if there is one (`?`), as `seconds` of 8 kHz mono s16le PCM into `path`."""
+    return ["-map", "0:a:0?", "-vn", "-t", f"{seconds:g}", "-ac", "1", "-ar", str(AUDIO_RATE), "-f", "s16le", path]
+
+
+def build_rtsp_grab_command(
+    url: str, *, timeout_s: float, ffmpeg: str, tuned: bool = True, audio_path: str | None = None, audio_s: float = 0
+) -> list[str]:
+    audio = audio_path is not None and audio_s > 0
+    cmd = [ffmpeg, *rtsp_input_args(url, timeout_s=timeout_s, ffmpeg=ffmpeg, tuned=tuned, audio=audio)]
+    cmd += video_frame_output_args()
+    return cmd + (audio_output_args(audio_path, audio_s) if audio else [])
 
 
 def is_complete_jpeg(data: bytes) -> bool:
@@ -149,9 +162,10 @@ def explain_ffmpeg_failure(stderr: str) -> str:
     return f"made ffmpeg fail: {redact_text(lines[-1])[:200]}" if lines else "made ffmpeg exit without a frame"
 
 
-def run_ffmpeg(cmd: list[str], *, timeout_s: float, what: str) -> tuple[int, bytes, str]:
+def run_ffmpeg(cmd: list[str], *, timeout_s: float, what: str, keep_partial: bool = False) -> tuple[int, bytes, str]:
     """Run ffmpeg in its own process group -> (exit code, stdout, stderr). At `timeout_s` the whole group
-    is killed and CaptureError raised, so nothing ever hangs."""
+    is killed and CaptureError raised, so nothing ever hangs; with `keep_partial` the output read so far
+    is returned instead, with exit code -9 (the frame may be complete while the audio stalled)."""
     try:
         proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
@@ -162,7 +176,9 @@ def run_ffmpeg(cmd: list[str], *, timeout_s: float, what: str) -> tuple[int, byt
         out, err = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
+        out, err = proc.communicate()
+        if keep_partial:
+            return -9, out, err.decode("utf-8", "replace")
         raise CaptureError(f"{what} did not send a frame within {timeout_s:g} s") from None
     return proc.returncode, out, err.decode("utf-8", "replace")
 
@@ -182,3 +198,36 @@ def grab_rtsp_jpeg(url: str, *, timeout_s: float, ffmpeg: str, tuned: bool = Tru
     if not is_complete_jpeg(jpeg):
         raise CaptureError(f"{what} sent a frame that is not a decodable JPEG ({len(jpeg)} bytes)")
     return jpeg
+
+
+def grab_rtsp(
+    url: str, *, timeout_s: float, ffmpeg: str, audio_s: float = 0, tuned: bool = True
+) -> tuple[bytes, bytes | None]:
+    """One frame as JPEG plus up to `audio_s` seconds of the audio track as 8 kHz mono s16le PCM, from one
+    ffmpeg process on one RTSP connection. PCM is None when `audio_s` is 0 or the stream has no audio (then
+    ffmpeg refuses the empty audio output and the frame is grabbed again, video only). A frame that arrived
+    while the audio stalled is kept, with whatever audio came."""
+    if audio_s <= 0:
+        return grab_rtsp_jpeg(url, timeout_s=timeout_s, ffmpeg=ffmpeg, tuned=tuned), None
+    what = f"camera {redact_url(url)}"
+    with tempfile.TemporaryDirectory(prefix="bilbo-audio-") as tmp:
+        pcm_path = os.path.join(tmp, "audio.s16")
+        cmd = build_rtsp_grab_command(url, timeout_s=timeout_s, ffmpeg=ffmpeg, tuned=tuned, audio_path=pcm_path,
+                                      audio_s=audio_s)  # fmt: skip
+        start = time.monotonic()
+        returncode, jpeg, stderr = run_ffmpeg(cmd, timeout_s=timeout_s + audio_s + 1.0, what=what, keep_partial=True)
+        if _NO_AUDIO_TRACK in stderr.lower():
+            log.debug("%s has no audio track; grabbing the frame alone", what)
+            return grab_rtsp_jpeg(url, timeout_s=timeout_s, ffmpeg=ffmpeg, tuned=tuned), None
+        pcm = open(pcm_path, "rb").read() if os.path.exists(pcm_path) else b""  # noqa: SIM115
+    if is_complete_jpeg(jpeg):
+        if returncode != 0:
+            log.debug("ffmpeg exited %s after the frame (audio %d bytes): %s", returncode, len(pcm),
+                      redact_text(stderr.strip()))  # fmt: skip
+        return jpeg, pcm or None
+    log.debug("ffmpeg exited %s: %s", returncode, redact_text(stderr.strip()))
+    if returncode == -9 or time.monotonic() - start >= timeout_s * 0.95:
+        raise CaptureError(f"{what} did not send a frame within {timeout_s:g} s")
+    if returncode == 0 and jpeg:
+        raise CaptureError(f"{what} sent a frame that is not a decodable JPEG ({len(jpeg)} bytes)")
+    raise CaptureError(f"{what} {explain_ffmpeg_failure(stderr)}")

@@ -13,7 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from capture.ffmpeg import CaptureError, find_ffmpeg, grab_rtsp_jpeg, is_complete_jpeg, redact_url
+from capture.audio import AudioClip, pcm16_to_float
+from capture.ffmpeg import AUDIO_RATE, CaptureError, find_ffmpeg, grab_rtsp, is_complete_jpeg, redact_url
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 FOLDER_SUFFIXES = (".jpg", ".jpeg")  # cameras that upload snapshots by FTP drop JPEGs
@@ -25,6 +26,7 @@ class CapturedFrame:
     jpeg: bytes
     image: np.ndarray  # BGR, uint8, H x W x 3
     source: str  # human description, credentials redacted
+    audio: AudioClip | None = None  # the camera's audio (8 kHz mono), None without an audio track
 
 
 def decode_jpeg(jpeg: bytes, what: str) -> np.ndarray:
@@ -44,10 +46,11 @@ def encode_jpeg(image: np.ndarray, quality: int = SAMPLE_JPEG_QUALITY) -> bytes:
     return buf.tobytes()
 
 
-def _from_rtsp(url: str, timeout_s: float, ffmpeg_path: str) -> CapturedFrame:
-    jpeg = grab_rtsp_jpeg(url, timeout_s=timeout_s, ffmpeg=find_ffmpeg(ffmpeg_path))
+def _from_rtsp(url: str, timeout_s: float, ffmpeg_path: str, audio_s: float) -> CapturedFrame:
+    jpeg, pcm = grab_rtsp(url, timeout_s=timeout_s, ffmpeg=find_ffmpeg(ffmpeg_path), audio_s=audio_s)
     what = f"the frame from camera {redact_url(url)}"
-    return CapturedFrame(jpeg=jpeg, image=decode_jpeg(jpeg, what), source=redact_url(url))
+    audio = AudioClip(pcm16_to_float(pcm), AUDIO_RATE) if pcm else None
+    return CapturedFrame(jpeg=jpeg, image=decode_jpeg(jpeg, what), source=redact_url(url), audio=audio)
 
 
 def _from_sample(at: datetime) -> CapturedFrame:
@@ -82,10 +85,13 @@ def _from_file(path: Path) -> CapturedFrame:
     return CapturedFrame(jpeg=data, image=decode_jpeg(data, str(path)), source=str(path))
 
 
-def grab(source: str, *, at: datetime, timeout_s: float, ffmpeg_path: str = "") -> CapturedFrame:
-    """One frame from `source`: `rtsp://…`/`rtsps://…`, `sample`, an image file, or a snapshot folder."""
+def grab(source: str, *, at: datetime, timeout_s: float, ffmpeg_path: str = "", audio_s: float = 0) -> CapturedFrame:
+    """One frame from `source`: `rtsp://…`/`rtsps://…`, `sample`, an image file, or a snapshot folder.
+
+    With `audio_s` > 0 an RTSP camera also gives that many seconds of its audio track, in the same ffmpeg
+    call; the other sources have no audio (`audio` stays None)."""
     if source.lower().startswith(("rtsp://", "rtsps://")):
-        return _from_rtsp(source, timeout_s, ffmpeg_path)
+        return _from_rtsp(source, timeout_s, ffmpeg_path, audio_s)
     if source == "sample":
         return _from_sample(at)
     path = Path(source).expanduser()

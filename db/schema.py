@@ -65,6 +65,14 @@ MIGRATIONS: list[str] = [
         ts
     ) WHERE unchanged = 0 AND jpeg_path IS NOT NULL;
     """,
+    # 3: the camera's audio per tick (NULL when there was none): cry probability, loudness, clip length,
+    # and the kept clip (only with KEEP_AUDIO). The index serves cry markers on the timeline.
+    """
+    ALTER TABLE ticks ADD COLUMN cry_probability REAL;   -- 0-1, max over the clip's model windows
+    ALTER TABLE ticks ADD COLUMN dbfs REAL;              -- RMS level, dB re full scale
+    ALTER TABLE ticks ADD COLUMN audio_s REAL;           -- seconds of audio recorded
+    ALTER TABLE ticks ADD COLUMN audio_path TEXT;        -- .wav beside the JPEG, relative to the data dir
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -42,6 +42,11 @@ class TickRow:
     model_version: str | None
     duration_ms: float
     id: int | None = None
+    # The camera's audio (migration 3); None when the source has no audio or audio is off.
+    cry_probability: float | None = None
+    dbfs: float | None = None  # RMS loudness of the clip, dB re full scale
+    audio_s: float | None = None  # seconds of audio actually recorded
+    audio_path: str | None = None  # .wav beside the JPEG, relative to the data dir; only with KEEP_AUDIO
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -136,7 +141,8 @@ def _fold_labels(corrections: Sequence[Correction]) -> dict[int, HumanLabel]:
 
 _TICK_COLUMNS = (
     "ts, source, unchanged, diff_score, night, state, presence_label, presence_conf, "
-    "face_x1, face_y1, face_x2, face_y2, face_conf, eyes_label, eyes_conf, jpeg_path, model_version, duration_ms"
+    "face_x1, face_y1, face_x2, face_y2, face_conf, eyes_label, eyes_conf, jpeg_path, model_version, duration_ms, "
+    "cry_probability, dbfs, audio_s, audio_path"
 )
 _OUTBOX_COLUMNS = "id, kind, caption, photo_path, created_ts, tick_id, attempts, last_error, sent_ts"
 
@@ -159,6 +165,10 @@ def _tick_params(row: TickRow) -> tuple:
         row.jpeg_path,
         row.model_version,
         row.duration_ms,
+        row.cry_probability,
+        row.dbfs,
+        row.audio_s,
+        row.audio_path,
     )
 
 
@@ -181,6 +191,10 @@ def _tick_from_sql(r: sqlite3.Row) -> TickRow:
         jpeg_path=r["jpeg_path"],
         model_version=r["model_version"],
         duration_ms=r["duration_ms"],
+        cry_probability=r["cry_probability"],
+        dbfs=r["dbfs"],
+        audio_s=r["audio_s"],
+        audio_path=r["audio_path"],
     )
 
 
@@ -330,7 +344,7 @@ class Store:
         ).fetchall()
         points = []
         for (tid, ts, source, unchanged, diff, night, state, p_label, p_conf, x1, y1, x2, y2, f_conf, e_label, e_conf,
-             jpeg, version, duration) in rows:  # fmt: skip
+             jpeg, version, duration, cry, level, audio_s, audio_path) in rows:  # fmt: skip
             points.append(
                 {
                     "id": tid,
@@ -349,6 +363,10 @@ class Store:
                     "has_jpeg": jpeg is not None,
                     "model_version": version,
                     "duration_ms": duration,
+                    "cry_probability": cry,
+                    "dbfs": level,
+                    "audio_s": audio_s,
+                    "audio_path": audio_path,
                 }
             )
         return points
@@ -376,7 +394,11 @@ class Store:
         return [_alert_from_sql(r) for r in rows]
 
     def last_alert_ts(self, kind: str) -> float | None:
-        r = self._conn.execute("SELECT MAX(created_ts) FROM outbox WHERE kind = ?", (kind,)).fetchone()
+        """The newest alert of `kind`, combined alerts included ('wake+cry' counts as a wake and as a cry)."""
+        r = self._conn.execute(
+            "SELECT MAX(created_ts) FROM outbox WHERE kind = ? OR '+' || kind || '+' LIKE '%+' || ? || '+%'",
+            (kind, kind),
+        ).fetchone()
         return r[0]
 
     def mark_sent(self, alert_id: int, sent_ts: float) -> None:

@@ -82,20 +82,30 @@ RtspServerFactory = Callable[..., str]
 
 @pytest.fixture(scope="session")
 def rtsp_server() -> Iterator[RtspServerFactory]:
-    """Factory: `url = rtsp_server(jpeg_path, audio=True, user=None, password="")` starts a test camera on a
-    free port and returns rtsp://127.0.0.1:PORT/cam (credentials, if any, are not in the URL). Servers stop at
-    the end of the session."""
+    """Factory: `url = rtsp_server(jpeg_path, audio=True, audio_wav=None, user=None, password="")` starts a test
+    camera on a free port and returns rtsp://127.0.0.1:PORT/cam (credentials, if any, are not in the URL). Its
+    audio track is a 440 Hz tone, or `audio_wav` looped (as G.711 at 8 kHz). Servers stop at the end of the
+    session."""
     ensure_gstreamer()
     procs: list[subprocess.Popen] = []
     files = contextlib.ExitStack()
 
-    def start(jpeg: Path | None = None, *, audio: bool = True, user: str | None = None, password: str = "") -> str:
+    def start(
+        jpeg: Path | None = None,
+        *,
+        audio: bool = True,
+        audio_wav: Path | None = None,
+        user: str | None = None,
+        password: str = "",
+    ) -> str:
         port = free_port()
         cmd = [SYSTEM_PYTHON, str(RTSP_SERVER_SCRIPT), "--port", str(port)]
         if jpeg is not None:
             cmd += ["--jpeg", str(jpeg)]
         if not audio:
             cmd.append("--no-audio")
+        elif audio_wav is not None:
+            cmd += ["--audio-wav", str(audio_wav)]
         if user:
             cmd += ["--user", user, "--password", password]
         # stderr to a file, not a pipe: nobody reads it while the server runs. Closed at session end.
@@ -134,3 +144,25 @@ def bot_api():
 # ---------------------------------------------------------------------------------------------------------
 # (add fixtures for other concerns below, each in its own marked section)
 # ---------------------------------------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Audio: held-out clips of ../shared/data/audio (test split of train/cry_data.py, never trained on)
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def held_out_audio() -> Callable[[str], Path]:
+    """`path = held_out_audio("cry")`: the first held-out clip of that kind (cry, speech, music, noise) by
+    path, from the test split the cry model never saw. Skips when the shared data set is not on this machine."""
+    from train import cry_data
+
+    if not (cry_data.AUDIO_ROOT / "donateacry" / "labels.csv").is_file():
+        pytest.skip(f"shared audio data not found at {cry_data.AUDIO_ROOT}")
+    clips = sorted((c for c in cry_data.index() if c.split == "test"), key=lambda c: c.path)
+
+    def first(kind: str, folder: str | None = None) -> Path:
+        clip = next(c for c in clips if c.kind == kind and folder in (None, c.folder))
+        return cry_data.AUDIO_ROOT / clip.path
+
+    return first
