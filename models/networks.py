@@ -1,0 +1,61 @@
+"""The three networks: torchvision MobileNetV3-Small (from scratch) with swapped heads. Training only (torch)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchvision.models import mobilenet_v3_small
+
+from models.preprocess import EYE_SIZE, FACE_SIZE, PRESENCE_SIZE
+
+WIDTH_MULT = 0.5  # keeps each exported model around 1 MB
+PRESENCE_CLASSES = ("not_present", "present")
+EYE_CLASSES = ("closed", "open")
+FACE_OUTPUTS = ("x1", "y1", "x2", "y2", "face_logit")  # box normalised 0..1 to the crop (sigmoid) + logit
+INPUT_SIZES = {"presence": PRESENCE_SIZE, "face": FACE_SIZE, "eyes": EYE_SIZE}
+
+
+def _backbone() -> nn.Module:
+    m = mobilenet_v3_small(weights=None, width_mult=WIDTH_MULT)
+    # torchvision's BN momentum is 0.01 (tuned for ImageNet's long epochs); on a few thousand images
+    # the running statistics would lag far behind the weights and eval mode would predict one class.
+    for mod in m.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.momentum = 0.1
+    return m
+
+
+def _head(in_features: int, n_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_features, 128), nn.Hardswish(), nn.Dropout(0.2), nn.Linear(128, n_out))
+
+
+def build_classifier(n_classes: int = 2) -> nn.Module:
+    """Presence and eye state: global-pooled features -> logits."""
+    m = _backbone()
+    m.classifier = _head(m.classifier[0].in_features, n_classes)
+    return m
+
+
+class FaceNet(nn.Module):
+    """Face box regressor: keeps the 4x4 spatial grid (a 1x1 conv squeezes channels) so position survives."""
+
+    def __init__(self, size: int = FACE_SIZE):
+        super().__init__()
+        m = _backbone()
+        channels = m.classifier[0].in_features
+        cells = ((size + 31) // 32) ** 2
+        m.avgpool = nn.Sequential(nn.Conv2d(channels, 32, 1), nn.BatchNorm2d(32), nn.Hardswish())
+        m.classifier = _head(32 * cells, 5)
+        self.net = m
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x)
+        return torch.cat([torch.sigmoid(out[:, :4]), out[:, 4:]], dim=1)
+
+
+def build(kind: str) -> nn.Module:
+    if kind == "face":
+        return FaceNet()
+    if kind in ("presence", "eyes"):
+        return build_classifier(2)
+    raise ValueError(f"unknown model kind {kind!r}")
