@@ -6,7 +6,6 @@ alert is only written to the log.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -71,6 +70,8 @@ class TelegramNotifier(Notifier):
         return f"TelegramNotifier(chat_id={self.chat_id!r}, base_url={self.base_url!r})"
 
     def send(self, alert: Alert, photo: bytes | None) -> None:
+        import asyncio  # imported here: a tick with nothing to send should not pay for asyncio
+
         import httpx
         import telegram.error
 
