@@ -135,6 +135,10 @@ class Settings:
         return self.data_dir / "ticks.jsonl"
 
     @property
+    def corrections_jsonl_path(self) -> Path:
+        return self.data_dir / "corrections.jsonl"
+
+    @property
     def frames_dir(self) -> Path:
         return self.data_dir / "frames"
 

@@ -4,6 +4,7 @@ before anything is written, and every answer says how old the data is.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -12,8 +13,11 @@ from flask import Blueprint, Flask, abort, jsonify, request
 from dashboard.labels import LabelError, effective_state, label_json, parse_correction
 from dashboard.metrics import model_metrics
 from dashboard.sessions import sleep_sessions
+from db import jsonl
 from db.store import NIGHT_REVIEW_BOOST, Alert, HumanLabel, Store, TickRow
 from settings import Settings
+
+log = logging.getLogger("bilbo.dashboard")
 
 DEFAULT_SPAN_S = 13 * 3600
 MAX_SPAN_S = 31 * 24 * 3600
@@ -86,6 +90,15 @@ def _review_reasons(row: TickRow) -> list[str]:
     if row.night:
         reasons.append(f"infrared night (+{NIGHT_REVIEW_BOOST:g} priority)")
     return reasons
+
+
+def _backup(settings: Settings, append: Callable[..., None], *args: object) -> None:
+    """Mirror a committed correction into data/corrections.jsonl; the DB already holds it, so a failure only warns."""
+    try:
+        append(settings.corrections_jsonl_path, *args)
+    except OSError as exc:
+        path = settings.corrections_jsonl_path
+        log.warning("correction saved, but its backup line was not written to %s: %s", path, exc)
 
 
 def register_api(app: Flask, settings: Settings, open_store: Callable[[], Store]) -> None:
@@ -174,6 +187,7 @@ def register_api(app: Flask, settings: Settings, open_store: Callable[[], Store]
                 abort(409, description=f"tick {tick_id} kept no frame (unchanged): correct the frame it reused instead")
             ids = db.add_corrections(tick_id, changes, author, now=time.time())
             label = db.human_label(tick_id)
+            _backup(settings, jsonl.append_corrections, [c for c in db.corrections(tick_id) if c.id in ids])
         response = jsonify(correction_ids=ids, tick=tick_json(row, label))
         response.status_code = 201
         return response
@@ -184,9 +198,11 @@ def register_api(app: Flask, settings: Settings, open_store: Callable[[], Store]
             row = db.tick(tick_id)
             if row is None:
                 abort(404, description=f"no tick {tick_id}")
-            undone = db.undo_last_decision(tick_id, now=time.time())
+            now = time.time()
+            undone = db.undo_last_decision(tick_id, now=now)
             if not undone:
                 abort(409, description=f"tick {tick_id} has no correction to undo")
+            _backup(settings, jsonl.append_undo, undone, now)
             label = db.human_label(tick_id)
         return jsonify(
             undone=[{"id": c.id, "field": c.field, "value": c.value} for c in undone], tick=tick_json(row, label)

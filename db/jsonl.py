@@ -1,35 +1,65 @@
-"""The JSONL backup: one self-contained line per tick, appended after the row is committed.
+"""The JSONL backups: one self-contained line per tick, and one per human correction or undo.
 
-It is the file a parent can grep at 3 a.m. and the one the database can be rebuilt from
-(`python -m db.rebuild`) if the SQLite file is ever lost or corrupted.
+Appended after the database commit. They are the files a parent can grep at 3 a.m. and the ones
+the database can be rebuilt from (`python -m db.rebuild`) if the SQLite file is ever lost; the
+corrections file matters most, because human labels are the only ground truth BILBO has.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
-from db.store import TickRow
+from db.store import Correction, TickRow
 
 
-def append(path: Path, row: TickRow) -> None:
+def append_record(path: Path, record: dict) -> None:
     """Append one line and fsync, so a power cut loses at most the line being written."""
-    line = json.dumps(row.to_json(), separators=(",", ":"), sort_keys=True) + "\n"
+    line = json.dumps(record, separators=(",", ":"), sort_keys=True) + "\n"
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(line)
         handle.flush()
         os.fsync(handle.fileno())
 
 
-def read(path: Path) -> Iterator[tuple[int, TickRow | None, str | None]]:
-    """Yield (line number, row, error) for each line; a torn or bad line gives an error, not an exception."""
+def append(path: Path, row: TickRow) -> None:
+    append_record(path, row.to_json())
+
+
+def append_corrections(path: Path, corrections: Sequence[Correction]) -> None:
+    for correction in corrections:
+        append_record(path, {"op": "add", **asdict(correction)})
+
+
+def append_undo(path: Path, corrections: Sequence[Correction], undone_ts: float) -> None:
+    append_record(path, {"op": "undo", "ids": [c.id for c in corrections], "undone_ts": undone_ts})
+
+
+def read_records(path: Path) -> Iterator[tuple[int, dict | None, str | None]]:
+    """Yield (line number, record, error); a torn or bad line gives an error, not an exception."""
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
-                yield number, TickRow.from_json(json.loads(line)), None
-            except (ValueError, TypeError) as exc:
+                record = json.loads(line)
+                if not isinstance(record, dict):
+                    raise ValueError("not a JSON object")
+                yield number, record, None
+            except ValueError as exc:
                 yield number, None, f"{type(exc).__name__}: {exc}"
+
+
+def read(path: Path) -> Iterator[tuple[int, TickRow | None, str | None]]:
+    """The tick backup as rows: (line number, row, error)."""
+    for number, record, error in read_records(path):
+        if record is None:
+            yield number, None, error
+            continue
+        try:
+            yield number, TickRow.from_json(record), None
+        except (ValueError, TypeError) as exc:
+            yield number, None, f"{type(exc).__name__}: {exc}"

@@ -444,6 +444,27 @@ class Store:
             )
         return [_correction_from_sql(r) for r in rows]
 
+    def import_correction(self, correction: Correction) -> None:
+        """Insert a correction keeping its id and undo state (rebuild from the JSONL backup)."""
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO corrections (id, tick_id, field, value, author, created_ts, undone_ts) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    correction.id,
+                    correction.tick_id,
+                    correction.field,
+                    json.dumps(correction.value),
+                    correction.author,
+                    correction.created_ts,
+                    correction.undone_ts,
+                ),
+            )
+
+    def mark_corrections_undone(self, ids: Sequence[int], undone_ts: float) -> None:
+        with self._write() as conn:
+            conn.executemany("UPDATE corrections SET undone_ts = ? WHERE id = ?", [(undone_ts, i) for i in ids])
+
     def corrections(self, tick_id: int) -> list[Correction]:
         """The tick's whole correction history, undone ones included, oldest first."""
         rows = self._conn.execute(

@@ -140,3 +140,29 @@ def test_timeline_shows_human_state_and_sleep_sessions(app):
     states = {t["id"]: t["effective_state"] for t in data["ticks"]}
     assert states[ids[1]] == "absent" and states[ids[0]] == "asleep"
     assert [(s["start_ts"], s["end_ts"]) for s in data["sessions"]] == [(1000.0, 1240.0), (1480.0, 2240.0)]
+
+
+def test_corrections_and_undo_survive_losing_the_database(app):
+    """Human labels are the only ground truth: the JSONL backups must rebuild them, undo included."""
+    from db import jsonl
+    from db.rebuild import rebuild
+
+    base, ids, settings, csrf = app
+    with Store.open(settings.db_path) as store:
+        for tick_id in ids:
+            jsonl.append(settings.jsonl_path, store.tick(tick_id))
+    post(base, f"/api/ticks/{ids[0]}/corrections", {"changes": {"eyes": "open", "face_box": [1, 2, 30, 40]}}, csrf)
+    post(base, f"/api/ticks/{ids[1]}/corrections", {"changes": {"presence": "not_present"}}, csrf)
+    post(base, f"/api/ticks/{ids[2]}/corrections", {"changes": {"reviewed": True}}, csrf)
+    post(base, f"/api/ticks/{ids[2]}/undo", {}, csrf)
+    with Store.open(settings.db_path) as store:
+        before = [store.corrections(i) for i in ids]
+        labels_before = [store.human_label(i) for i in ids]
+
+    rebuilt = settings.data_dir / "rebuilt.sqlite3"
+    imported, problems = rebuild(settings.jsonl_path, rebuilt, settings.corrections_jsonl_path)
+    assert (imported, problems) == (len(ids), [])
+    with Store.open(rebuilt) as store:
+        assert [store.corrections(i) for i in ids] == before
+        assert [store.human_label(i) for i in ids] == labels_before
+    assert sum(len(c) for c in before) == 4 and before[2][0].undone_ts is not None
