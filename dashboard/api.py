@@ -4,6 +4,7 @@ before anything is written, and every answer says how old the data is.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -101,9 +102,20 @@ def _backup(settings: Settings, append: Callable[..., None], *args: object) -> N
         log.warning("correction saved, but its backup line was not written to %s: %s", path, exc)
 
 
+def _cry_threshold(settings: Settings) -> float:
+    """The threshold the tick uses for a cry: the setting, else the cry model's manifest, else 0.5."""
+    if settings.cry_threshold is not None:
+        return settings.cry_threshold
+    try:
+        return float(json.loads((settings.models_dir / "cry.json").read_text())["threshold"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.5
+
+
 def register_api(app: Flask, settings: Settings, open_store: Callable[[], Store]) -> None:
     api = Blueprint("api", __name__, url_prefix="/api")
     interval = settings.tick_interval_s
+    cry_threshold = _cry_threshold(settings)
 
     @api.get("/status")
     def status():
@@ -125,6 +137,8 @@ def register_api(app: Flask, settings: Settings, open_store: Callable[[], Store]
             if end - start > MAX_SPAN_S:
                 abort(400, description=f"the range may span at most {MAX_SPAN_S // 86400} days")
             rows = db.timeline_points(start, end)
+            for row in rows:
+                row.pop("audio_path", None)  # files are served by tick id, never by a stored path
             if fit_start and rows:  # default range: start where the data starts, not in an empty afternoon
                 start = max(start, rows[0]["ts"] - interval / 2)
             labels = db.human_labels_between(start, end)
@@ -143,6 +157,7 @@ def register_api(app: Flask, settings: Settings, open_store: Callable[[], Store]
             ticks=rows,
             alerts=[alert_json(a) for a in alerts],
             sessions=[s.to_json() for s in sessions],
+            cry_threshold=cry_threshold,
         )
 
     @api.get("/ticks/<int:tick_id>")

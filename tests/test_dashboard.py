@@ -207,3 +207,29 @@ def test_tick_detail_links_its_neighbours(served):
     data = call("GET", f"{base}/api/ticks/{ids[1]}")[1]
     assert (data["prev_id"], data["next_id"]) == (ids[0], ids[2])
     assert data["corrections"] == [] and data["human"] is None and data["effective_state"] == "asleep"
+
+
+def test_timeline_carries_what_the_cry_markers_need_but_no_stored_paths(tmp_path):
+    settings = dashboard_settings(tmp_path, cry_threshold=0.6)
+    with Store.open(settings.db_path) as store:
+        heard = TickRow(**{**tick_row(1000.0, None).__dict__, "cry_probability": 0.93, "dbfs": -22.5, "audio_s": 5.0})
+        store.insert_tick(heard.__class__(**{**heard.__dict__, "audio_path": "frames/1000.wav"}))
+        store.insert_tick(tick_row(1240.0, None))
+    with serving(settings) as base:
+        status, data, _ = call("GET", base + "/api/timeline")
+    assert status == 200 and data["cry_threshold"] == 0.6
+    loud, silent = data["ticks"]
+    assert (loud["cry_probability"], loud["dbfs"], loud["audio_s"]) == (0.93, -22.5, 5.0)
+    assert silent["cry_probability"] is None and silent["audio_s"] is None
+    assert "audio_path" not in loud
+
+
+def test_cry_threshold_defaults_to_the_cry_models_manifest(tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "cry.json").write_text('{"threshold": 0.42}')
+    settings = dashboard_settings(tmp_path, models_dir=models)
+    with Store.open(settings.db_path) as store:
+        store.insert_tick(tick_row(1000.0, None))
+    with serving(settings) as base:
+        assert call("GET", base + "/api/timeline")[1]["cry_threshold"] == 0.42

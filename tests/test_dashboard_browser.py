@@ -145,3 +145,26 @@ def test_review_queue_takes_one_key_per_frame(browser_page):
     page.get_by_role("button", name="Model metrics").click()
     expect(page.locator("#metrics")).to_be_visible()
     assert errors == []
+
+
+def test_cry_markers_are_drawn_on_the_timeline_for_ticks_above_the_threshold(tmp_path):
+    from tests.test_dashboard import tick_row
+
+    settings = dashboard_settings(tmp_path, cry_threshold=0.5)
+    now = datetime.now().timestamp()
+    probabilities = [None, 0.1, 0.92, 0.97, 0.3]
+    with Store.open(settings.db_path) as store:
+        for i, p in enumerate(probabilities):
+            row = tick_row(now - 240 * (len(probabilities) - i), None)
+            audio = {} if p is None else {"cry_probability": p, "dbfs": -30.0, "audio_s": 5.0}
+            store.insert_tick(row.__class__(**{**row.__dict__, **audio}))
+    with serving(settings) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 800})
+            page.goto(base + "/")
+            expect(page.locator("svg [data-cry]")).to_have_count(2)
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "dashboard-cry.png"))
+        finally:
+            browser.close()
