@@ -109,6 +109,14 @@ def crop(x: np.ndarray, rng: np.random.Generator, n: int = af.WINDOW_SAMPLES) ->
     return x[start : start + n]
 
 
+def crop_with_speed(x: np.ndarray, rng: np.random.Generator, n: int = af.WINDOW_SAMPLES) -> np.ndarray:
+    """A random window played 0.8-1.25x as fast (pitch moves with it): other babies, other voices."""
+    if rng.random() < 0.5:
+        return crop(x, rng, n)
+    need = int(n * rng.uniform(0.8, 1.25))
+    return af.resample(crop(x, rng, need), need, n)[:n]
+
+
 def colored_noise(n: int, rng: np.random.Generator, exponent: float) -> np.ndarray:
     """1/f^exponent noise: 0 white, 1 pink, 2 brown."""
     spectrum = np.fft.rfft(rng.standard_normal(n))

@@ -1,0 +1,186 @@
+"""The cry model and its surroundings: the CLI on real held-out recordings, ONNX vs torch, the cry rule and the
+combined wake+cry message, and the audio columns of the store (migration 3)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import wave
+
+import numpy as np
+import pytest
+
+from alerts.rules import combine, cry_alert, wake_alert
+from capture.audio import AudioClip, write_wav
+from db.schema import MIGRATIONS
+from db.store import Store, TickRow
+from models import audio_features as af
+from models.cry import CryModel, decode_8k
+from tests.tick_runner import REPO
+
+T0 = 1_700_000_000.0
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "models.cry", *args], capture_output=True, text=True, cwd=REPO,
+                          timeout=120)  # fmt: skip
+
+
+def write_44k1_stereo(path, samples_8k: np.ndarray) -> None:
+    up = af.resample(samples_8k, 8000, 44100)
+    pcm = (np.clip(np.stack([up, 0.8 * up], axis=1), -1, 1) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(2)
+        out.setsampwidth(2)
+        out.setframerate(44100)
+        out.writeframes(pcm.tobytes())
+
+
+# --- the CLI --------------------------------------------------------------------------------------------
+
+
+def test_cli_scores_a_held_out_cry_at_8k_mono_and_at_44k1_stereo_alike(tmp_path, held_out_audio):
+    cry = decode_8k(held_out_audio("cry", "donateacry"))
+    mono, stereo = tmp_path / "cry-8k.wav", tmp_path / "cry-44k1-stereo.wav"
+    write_wav(mono, AudioClip(cry, 8000))
+    write_44k1_stereo(stereo, cry)
+    result = run_cli(str(mono), str(stereo), "--json")
+    assert result.returncode == 0, result.stderr
+    first, second = (json.loads(line) for line in result.stdout.splitlines())
+    assert set(first) == {"path", "cry_probability", "label", "dbfs"}
+    assert first["path"] == str(mono) and second["path"] == str(stereo)
+    assert first["label"] == second["label"] == "cry"
+    assert abs(first["cry_probability"] - second["cry_probability"]) < 0.1
+    assert -60 < first["dbfs"] < 0 and abs(first["dbfs"] - second["dbfs"]) < 2.5  # stereo: 0.8 on one side
+
+
+def test_cli_labels_held_out_speech_as_not_cry_and_reads_flac_through_ffmpeg(held_out_audio):
+    result = run_cli(str(held_out_audio("speech")), "--json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["label"] == "not_cry" and out["cry_probability"] < CryModel.load().threshold
+
+
+def test_a_long_recording_reports_its_loudest_window(tmp_path, held_out_audio):
+    cry = decode_8k(held_out_audio("cry", "donateacry"))[: 5 * 8000]
+    quiet_room = (np.random.default_rng(0).standard_normal(20 * 8000) * 0.002).astype(np.float32)
+    long = np.concatenate([quiet_room, cry, quiet_room])
+    model = CryModel.load()
+    windows = model.probabilities(long)
+    assert len(windows) == len(af.windows(long)) > 10
+    assert model.score(long).cry_probability == pytest.approx(windows.max())
+    assert windows.max() >= model.threshold > windows[0]
+
+
+def test_cli_fails_cleanly_on_a_file_it_cannot_read(tmp_path):
+    bad = tmp_path / "not-audio.wav"
+    bad.write_text("hello")
+    result = run_cli(str(bad), "--json")
+    assert result.returncode == 1 and "cannot decode" in result.stderr and result.stdout == ""
+
+
+# --- ONNX vs torch --------------------------------------------------------------------------------------
+
+
+def test_onnx_export_agrees_with_torch_on_real_features(tmp_path, held_out_audio):
+    torch = pytest.importorskip("torch")
+    import onnxruntime as ort
+
+    from train.cry import CryNet, export_onnx
+
+    torch.manual_seed(0)
+    net = CryNet().eval()
+    diff = export_onnx(net, tmp_path / "cry.onnx")
+    batch = af.batch(decode_8k(held_out_audio("cry", "donateacry")))
+    session = ort.InferenceSession(str(tmp_path / "cry.onnx"), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        expected = net(torch.from_numpy(batch)).numpy()
+    assert diff < 1e-4 and np.abs(session.run(None, {"logmel": batch})[0] - expected).max() < 1e-4
+
+
+def test_shipped_manifest_matches_the_feature_code_and_recorded_a_tight_export():
+    manifest = CryModel.load().manifest
+    assert manifest["features"] == af.FEATURE_VERSION and manifest["sample_rate"] == 8000
+    assert manifest["onnx_vs_torch_max_abs_logit_diff"] < 1e-4
+    assert 0 < manifest["threshold"] < 1 and manifest["held_out"] is not None
+
+
+def test_cry_runtime_does_not_import_torch():
+    code = "import sys, models.cry, monitor; print([m for m in ('torch', 'torchvision') if m in sys.modules])"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO).stdout.strip() == "[]"
+
+
+# --- the cry rule and the combined message --------------------------------------------------------------
+
+
+def row(i: int, state: str = "asleep", cry: float | None = None, **extra) -> TickRow:
+    return TickRow(
+        ts=T0 + 240 * i, source="test", unchanged=False, diff_score=9.0, night=True, state=state,
+        presence_label="present", presence_conf=0.9, face_box=None, face_conf=None,
+        eyes_label={"awake": "open"}.get(state, "closed"), eyes_conf=0.9, jpeg_path=f"frames/{i}.jpg",
+        model_version="test", duration_ms=5.0, cry_probability=cry, dbfs=None if cry is None else -23.0,
+        audio_s=None if cry is None else 5.0, **extra,
+    )  # fmt: skip
+
+
+def test_cry_rule_threshold_cooldown_and_missing_audio():
+    kwargs = {"threshold": 0.6, "cooldown_s": 900, "photo_path": "frames/1.jpg"}
+    assert cry_alert(row(1, cry=None), last_alert_ts=None, **kwargs) is None
+    assert cry_alert(row(1, cry=0.59), last_alert_ts=None, **kwargs) is None
+    alert = cry_alert(row(1, cry=0.6), last_alert_ts=None, **kwargs)
+    assert alert.kind == "cry" and "crying" in alert.caption and "60%" in alert.caption and "-23 dBFS" in alert.caption
+    assert cry_alert(row(4, cry=0.9), last_alert_ts=T0 + 240, **kwargs) is None  # 720 s later: cooling down
+    assert cry_alert(row(5, cry=0.9), last_alert_ts=T0 + 240, **kwargs) is not None  # 960 s later
+
+
+def test_wake_and_cry_on_the_same_tick_make_one_message_that_counts_for_both_cooldowns(tmp_path):
+    history = [row(0), row(1, "awake")]
+    new = row(2, "awake", cry=0.97)
+    wake = wake_alert([*history, new], window=3, needed=2, last_alert_ts=None, cooldown_s=1800,
+                      photo_path=new.jpeg_path)  # fmt: skip
+    cry = cry_alert(new, threshold=0.5, last_alert_ts=None, cooldown_s=900, photo_path=new.jpeg_path)
+    [message] = combine([wake, cry])
+    assert message.kind == "wake+cry" and message.photo_path == new.jpeg_path
+    assert "waking" in message.caption and "crying" in message.caption
+    assert combine([cry]) == [cry] and combine([]) == []
+    with Store.open(tmp_path / "db.sqlite3") as store:
+        for r in history:
+            store.insert_tick(r)
+        tick_id = store.insert_tick(new, [message])
+        [stored] = store.pending_alerts()
+        assert (stored.kind, stored.tick_id, stored.caption) == ("wake+cry", tick_id, message.caption)
+        assert store.last_alert_ts("wake") == store.last_alert_ts("cry") == new.ts
+        assert store.last_alert_ts("ake") is None
+
+
+# --- the store ------------------------------------------------------------------------------------------
+
+
+def test_audio_fields_round_trip_through_sqlite_and_json(tmp_path):
+    with Store.open(tmp_path / "db.sqlite3") as store:
+        full = row(1, cry=0.83, audio_path="frames/2026-11-21/030000-1.wav")
+        tick_id = store.insert_tick(full)
+        back = store.tick(tick_id)
+        assert (back.cry_probability, back.dbfs, back.audio_s, back.audio_path) == (0.83, -23.0, 5.0, full.audio_path)
+        assert TickRow.from_json(json.loads(json.dumps(back.to_json()))) == back
+        silent = store.tick(store.insert_tick(row(2)))
+        assert (silent.cry_probability, silent.dbfs, silent.audio_s, silent.audio_path) == (None,) * 4
+
+
+def test_a_database_from_before_audio_migrates_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(path)
+    for number, script in enumerate(MIGRATIONS[:2], start=1):
+        conn.executescript(script)
+        conn.execute(f"PRAGMA user_version = {number}")
+    conn.execute(
+        "INSERT INTO ticks (ts, source, unchanged, night, state, duration_ms) VALUES (?, 'old', 0, 1, 'asleep', 3.0)",
+        (T0,),
+    )
+    conn.commit()
+    conn.close()
+    with Store.open(path) as store:
+        [old] = store.ticks_between(0, 2e9)
+        assert old.source == "old" and old.cry_probability is None and old.audio_path is None
