@@ -45,7 +45,7 @@ test: $(DEV) system-deps
 	$(PY) -m pytest
 
 weights: $(DEV)
-	$(PY) -m train.sample_models --out models/weights
+	$(PY) -m train.vision --data ../shared/data --out models/weights
 
 install-schedule: $(RUNTIME)
 	@if [ "$$(uname)" = Darwin ]; then bash launchd/install.sh; else bash systemd/install.sh; fi

@@ -1,4 +1,5 @@
-"""The three networks: torchvision MobileNetV3-Small (from scratch) with swapped heads. Training only (torch)."""
+"""The three networks: torchvision MobileNetV3-Small (from scratch, or an ImageNet file given with
+--weights) with swapped heads. Training only (torch)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ FACE_OUTPUTS = ("x1", "y1", "x2", "y2", "face_logit")  # box normalised 0..1 to 
 INPUT_SIZES = {"presence": PRESENCE_SIZE, "face": FACE_SIZE, "eyes": EYE_SIZE}
 
 
-def _backbone() -> nn.Module:
+def _backbone(weights: str | None = None) -> nn.Module:
     m = mobilenet_v3_small(weights=None, width_mult=WIDTH_MULT)
+    if weights:  # a torchvision ImageNet state dict the user already has (only matches width_mult=1.0)
+        state = torch.load(weights, map_location="cpu")
+        m.load_state_dict({k: v for k, v in state.items() if not k.startswith("classifier")}, strict=False)
     # torchvision's BN momentum is 0.01 (tuned for ImageNet's long epochs); on a few thousand images
     # the running statistics would lag far behind the weights and eval mode would predict one class.
     for mod in m.modules():
@@ -29,9 +33,9 @@ def _head(in_features: int, n_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(in_features, 128), nn.Hardswish(), nn.Dropout(0.2), nn.Linear(128, n_out))
 
 
-def build_classifier(n_classes: int = 2) -> nn.Module:
+def build_classifier(n_classes: int = 2, weights: str | None = None) -> nn.Module:
     """Presence and eye state: global-pooled features -> logits."""
-    m = _backbone()
+    m = _backbone(weights)
     m.classifier = _head(m.classifier[0].in_features, n_classes)
     return m
 
@@ -39,9 +43,9 @@ def build_classifier(n_classes: int = 2) -> nn.Module:
 class FaceNet(nn.Module):
     """Face box regressor: keeps the 4x4 spatial grid (a 1x1 conv squeezes channels) so position survives."""
 
-    def __init__(self, size: int = FACE_SIZE):
+    def __init__(self, size: int = FACE_SIZE, weights: str | None = None):
         super().__init__()
-        m = _backbone()
+        m = _backbone(weights)
         channels = m.classifier[0].in_features
         cells = ((size + 31) // 32) ** 2
         m.avgpool = nn.Sequential(nn.Conv2d(channels, 32, 1), nn.BatchNorm2d(32), nn.Hardswish())
@@ -53,9 +57,9 @@ class FaceNet(nn.Module):
         return torch.cat([torch.sigmoid(out[:, :4]), out[:, 4:]], dim=1)
 
 
-def build(kind: str) -> nn.Module:
+def build(kind: str, weights: str | None = None) -> nn.Module:
     if kind == "face":
-        return FaceNet()
+        return FaceNet(weights=weights)
     if kind in ("presence", "eyes"):
-        return build_classifier(2)
+        return build_classifier(2, weights)
     raise ValueError(f"unknown model kind {kind!r}")

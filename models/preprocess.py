@@ -3,8 +3,11 @@
 numpy + OpenCV only. Every model sees `normalise(uint8 RGB HxWx3)` of a square resize:
 - presence: the bassinet crop, PRESENCE_SIZE square, colour (night frames are already gray);
 - face: the bassinet crop, FACE_SIZE square; the box is predicted normalised to the crop;
-- eyes: the face box plus EYE_MARGIN on every side, EYE_SIZE square, grayscale replicated to 3
-  channels so day and infrared frames share one path.
+- eyes: one eye at a time. Inside a face box the two eye regions sit at fixed face geometry
+  (EYE_CENTRES, EYE_SIDE: measured on the sample camera's renders and matching the usual
+  brow-to-chin face box of real photos); each region (or a whole single-eye image) becomes an
+  EYE_SIZE square, grayscale replicated to 3 channels so day and infrared share one path, with a
+  2nd-98th percentile contrast stretch so a dim infrared crop and a bright webcam crop look alike.
 """
 
 from __future__ import annotations
@@ -14,8 +17,11 @@ import numpy as np
 
 PRESENCE_SIZE = 96
 FACE_SIZE = 128
-EYE_SIZE = 80
-EYE_MARGIN = 0.10
+EYE_SIZE = 64
+# Eye centres as fractions of the face box (x, y), left then right in the image, and the side of the
+# square eye region as a fraction of the face box width. See train/datasets.py (sample_face_box).
+EYE_CENTRES = ((0.28, 0.43), (0.72, 0.43))
+EYE_SIDE = 0.38
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.25, 0.25, 0.25)
 
@@ -39,21 +45,36 @@ def square_rgb(frame_bgr: np.ndarray, crop: tuple[int, int, int, int] | None, si
     return cv2.cvtColor(region, cv2.COLOR_BGR2RGB)
 
 
-def eye_box(face_box: Box, frame_shape: tuple[int, ...], margin: float = EYE_MARGIN) -> tuple[int, int, int, int]:
-    """The face box grown by margin on every side, as integer pixels clipped to the frame."""
+def eye_regions(face_box: Box) -> list[Box]:
+    """The two square eye regions (frame pixels, unclipped) inside a face box, by fixed face geometry."""
     x1, y1, x2, y2 = face_box
-    mx, my = (x2 - x1) * margin, (y2 - y1) * margin
-    return crop_box(
-        np.empty(frame_shape[:2], np.uint8),
-        (round(x1 - mx), round(y1 - my), round(x2 + mx), round(y2 + my)),
-    )
+    w, h = x2 - x1, y2 - y1
+    half = EYE_SIDE * w / 2
+    return [(x1 + fx * w - half, y1 + fy * h - half, x1 + fx * w + half, y1 + fy * h + half) for fx, fy in EYE_CENTRES]
 
 
-def eye_gray(frame_bgr: np.ndarray, face_box: Box) -> np.ndarray:
-    """The tight face crop as EYE_SIZE x EYE_SIZE grayscale replicated to 3 channels (uint8)."""
-    x1, y1, x2, y2 = eye_box(face_box, frame_bgr.shape)
-    gray = cv2.cvtColor(frame_bgr[y1:y2, x1:x2], cv2.COLOR_BGR2GRAY)
+def to_gray(image: np.ndarray) -> np.ndarray:
+    return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+
+
+def eye_gray(image: np.ndarray, region: Box | None = None) -> np.ndarray:
+    """One eye: the region (frame pixels; None = the whole image) as EYE_SIZE x EYE_SIZE x 3 uint8.
+
+    Regions that run off the image are padded with the edge pixels, so the eye stays centred.
+    """
+    gray = to_gray(image)
+    if region is not None:
+        h, w = gray.shape
+        x1, y1, x2, y2 = (round(v) for v in region)
+        pad = max(0, -x1, -y1, x2 - w, y2 - h)
+        if pad:
+            gray = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+            x1, y1, x2, y2 = x1 + pad, y1 + pad, x2 + pad, y2 + pad
+        gray = gray[y1 : max(y1 + 1, y2), x1 : max(x1 + 1, x2)]
     gray = cv2.resize(gray, (EYE_SIZE, EYE_SIZE), interpolation=cv2.INTER_AREA)
+    lo, hi = np.percentile(gray, (2, 98))
+    if hi - lo >= 8:
+        gray = np.clip((gray.astype(np.float32) - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
     return np.repeat(gray[:, :, None], 3, axis=2)
 
 

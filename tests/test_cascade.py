@@ -16,7 +16,7 @@ import pytest
 
 from capture.sample_camera import BASSINET_CROP, frame_at, render_scene
 from models import preprocess as pp
-from models.cascade import Cascade, CascadeResult, ModelError
+from models.cascade import Cascade, CascadeResult, ModelError, combine_eyes
 
 REPO = Path(__file__).resolve().parents[1]
 WEIGHTS = REPO / "models" / "weights"
@@ -29,10 +29,48 @@ def cascade() -> Cascade:
 
 @pytest.fixture(scope="module")
 def unseen_frames() -> list:
-    """150 fresh frames from a seed no training run uses: 50 absent, 40 open, 40 closed, 20 away; half at night."""
+    """150 fresh frames from a seed no training run uses: 50 absent, 40 open, 40 closed, 20 away; half at night.
+
+    Each item is (frame, truth, face box): the face box is the brow-to-chin box the face model is
+    trained to give (train/datasets.py), not the hair-included head box of SampleTruth."""
+    from train.datasets import render_with_geometry
+
     rng = np.random.default_rng(987654)
     specs = [None] * 50 + ["open"] * 40 + ["closed"] * 40 + ["away"] * 20
-    return [render_scene(rng, presence=e is not None, eyes=e, night=i % 2 == 0) for i, e in enumerate(specs)]
+    out = []
+    for i, e in enumerate(specs):
+        state = rng.bit_generator.state
+        frame, face, _eyes = render_with_geometry(rng, e is not None, e, i % 2 == 0)
+        rng2 = np.random.default_rng()
+        rng2.bit_generator.state = state
+        _frame, truth = render_scene(rng2, presence=e is not None, eyes=e, night=i % 2 == 0)
+        out.append((frame, truth, face))
+    return out
+
+
+def test_render_with_geometry_is_render_scene():
+    from train.datasets import render_with_geometry
+
+    a, truth = render_scene(np.random.default_rng(5), presence=True, eyes="open", night=True)
+    b, face, eyes = render_with_geometry(np.random.default_rng(5), True, "open", True)
+    assert np.array_equal(a, b)
+    assert pp.iou(face, truth.face_box) > 0.5 and len(eyes) == 2
+
+
+def test_eye_geometry_matches_the_sample_renders():
+    from train.datasets import eye_geometry_fit
+
+    fit = eye_geometry_fit(100)
+    for (fx, fy), side in zip(pp.EYE_CENTRES, ("left", "right"), strict=True):
+        assert abs(fit[side][0] - fx) < 0.03 and abs(fit[side][1] - fy) < 0.03
+
+
+def test_combine_eyes():
+    assert combine_eyes(np.array([0.95, 0.6]), 0.8) == ("open", 0.95)  # one eye hidden: the clear one decides
+    assert combine_eyes(np.array([0.05, 0.5]), 0.8) == ("closed", 0.95)
+    assert combine_eyes(np.array([0.95, 0.05]), 0.8)[0] == "open"  # a missed region looks closed, never open
+    assert combine_eyes(np.array([0.02, 0.1]), 0.8) == ("closed", 0.98)
+    assert combine_eyes(np.array([0.6, 0.45]), 0.8) == ("unknown", 0.6)
 
 
 def test_cascade_import_does_not_pull_torch():
@@ -58,10 +96,14 @@ def test_corrupt_or_missing_model_file_names_the_file(tmp_path):
 
 def test_manifest_describes_the_shipped_weights():
     manifest = json.loads((WEIGHTS / "manifest.json").read_text())
-    assert manifest["version"].startswith("sample-") and "quick" not in manifest["version"]
-    assert "synthetic" in manifest["trained_on"]
+    assert manifest["version"].startswith("vision-") and "quick" not in manifest["version"]
+    assert "mrl_eyes" in manifest["trained_on"] and "synthetic" in manifest["trained_on"]
     total = sum((WEIGHTS / m["file"]).stat().st_size for m in manifest["models"].values())
-    assert total < 6_000_000
+    assert total < 10_000_000
+    eyes = manifest["models"]["eyes"]
+    assert 0.5 <= eyes["threshold"] < 1 and "mrl" in eyes["held_out_test"]
+    for m in manifest["models"].values():
+        assert m["data_counts"]["train"] and m["held_out_test"] and m["training"]["best_epoch"] >= 1
     assert manifest["models"]["presence"]["classes"] == ["not_present", "present"]
     assert manifest["models"]["eyes"]["classes"] == ["closed", "open"]
     assert manifest["models"]["eyes"]["input_size"] == pp.EYE_SIZE
@@ -80,13 +122,13 @@ def test_state_property():
 
 def test_shipped_cascade_on_unseen_frames(cascade, unseen_frames):
     presence_ok, detected, faces, eye_ok, eye_verdicts, eye_frames = 0, 0, 0, 0, 0, 0
-    for frame, truth in unseen_frames:
+    for frame, truth, face in unseen_frames:
         r = cascade.run(frame, BASSINET_CROP)
         assert r.model_version == cascade.version
         presence_ok += (r.presence_label == "present") == truth.presence
-        if truth.face_box is not None:
+        if face is not None:
             faces += 1
-            detected += r.face_box is not None and pp.iou(r.face_box, truth.face_box) >= 0.5
+            detected += r.face_box is not None and pp.iou(r.face_box, face) >= 0.5
         if truth.eyes in ("open", "closed"):
             eye_frames += 1
             if r.eyes_label in ("open", "closed"):
@@ -95,13 +137,12 @@ def test_shipped_cascade_on_unseen_frames(cascade, unseen_frames):
     presence_acc, detection, eye_acc = presence_ok / len(unseen_frames), detected / faces, eye_ok / max(1, eye_verdicts)
     coverage = eye_verdicts / eye_frames
     print(f"presence {presence_acc:.3f} detection {detection:.3f} eyes {eye_acc:.3f} coverage {coverage:.3f}")
-    # Targets were 0.95 / 0.90 / 0.90. The shipped sample-20261122-9876758d weights measure
-    # presence 0.933, detection 0.887, eyes 0.958 (coverage 0.90) here (val set: 0.967 / 0.967 / 1.0);
-    # the misses are mostly small night heads and heads turned away. Raise these with the next weights.
-    assert presence_acc >= 0.92
-    assert detection >= 0.85
-    assert eye_acc >= 0.9
-    assert coverage >= 0.7  # 'unknown' for everything would be useless
+    # The shipped vision-20261122-3b6a9d62 weights measure presence 0.973, detection 0.988 (IoU >= 0.5
+    # against the brow-to-chin face box), eyes 0.987 at coverage 0.988 on these frames.
+    assert presence_acc >= 0.95
+    assert detection >= 0.93
+    assert eye_acc >= 0.95
+    assert coverage >= 0.9  # 'unknown' for everything would be useless
 
 
 def test_crop_none_runs_on_whole_frame(cascade):
@@ -134,33 +175,3 @@ def test_latency(cascade):
         cascade.run(frame, BASSINET_CROP)
         times.append(time.perf_counter() - start)
     assert statistics.median(times) < 0.05
-
-
-def test_quick_training_exports_onnx_matching_torch(tmp_path):
-    pytest.importorskip("torch")
-    from train import sample_models as sm
-
-    result = sm.train_all(tmp_path, quick=True)
-    manifest = json.loads((tmp_path / "manifest.json").read_text())
-    assert manifest["version"].endswith("-quick")
-    for kind in ("presence", "face", "eyes"):
-        assert (tmp_path / f"{kind}.onnx").is_file()
-        diff = sm.onnx_max_diff(result["models"][kind], tmp_path / f"{kind}.onnx", result["val"][f"{kind}_x"][:4])
-        assert diff < 1e-4, (kind, diff)
-    r = Cascade.load(tmp_path).run(frame_at(datetime(2026, 1, 1, 2, 10))[0], BASSINET_CROP)
-    assert r.model_version == manifest["version"]
-
-
-def test_best_epoch_weights_are_kept(tmp_path):
-    pytest.importorskip("torch")
-    import torch
-
-    from train import sample_models as sm
-
-    data = sm.render_set(5, {"absent": 0, "open": 16, "closed": 16, "away": 0}, 1, "train")
-    val = sm.render_set(6, {"absent": 0, "open": 8, "closed": 8, "away": 0}, 0, "val")
-    model, info = sm.fit("eyes", data, val, epochs=4, patience=10)
-    assert len(info["val_loss_history"]) == 4
-    assert info["best_val_loss"] == min(info["val_loss_history"])
-    loss = float(torch.nn.functional.cross_entropy(sm.predict(model, val["eyes_x"]), torch.from_numpy(val["eyes_y"])))
-    assert loss == pytest.approx(info["best_val_loss"], abs=1e-3)

@@ -1,0 +1,136 @@
+"""The vision training code: best-epoch weights, ONNX = torch, augmentation keeps boxes, splits, the CLI."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from capture.sample_camera import BASSINET_CROP, frame_at
+from models import preprocess as pp
+
+torch = pytest.importorskip("torch")
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+
+
+def _eye_toy_set(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Dark blob ('open' pupil) vs a thin line ('closed' lid) on noise: learnable in a few steps."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(90, 160, (n, pp.EYE_SIZE, pp.EYE_SIZE), dtype=np.uint8)
+    y = rng.integers(0, 2, n)
+    for img, lab in zip(x, y, strict=True):
+        if lab:
+            cv2.circle(img, (32, 32), 12, 20, -1)
+        else:
+            cv2.line(img, (14, 32), (50, 32), 20, 2)
+    return x, y.astype(np.int64)
+
+
+def test_best_epoch_weights_are_kept_not_the_last():
+    from train import vision
+
+    xtr, ytr = _eye_toy_set(96, 1)
+    xva, yva = _eye_toy_set(32, 2)
+    snapshots = []
+
+    def hook(model, epoch):
+        if epoch == 2:  # spoil the last epoch: its validation loss must be the worst
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.add_(torch.randn_like(p) * 0.5)
+        snapshots.append(copy.deepcopy(model.state_dict()))
+
+    model, info = vision.fit("eyes", xtr, ytr, xva, yva, epochs=3, patience=10, epoch_hook=hook)
+    hist = info["val_loss_history"]
+    assert len(hist) == 3 and hist[2] > min(hist[:2])
+    best = int(np.argmin(hist))
+    assert info["best_epoch"] == best + 1
+    state = model.state_dict()
+    assert all(torch.equal(state[k], snapshots[best][k]) for k in state)
+    assert not all(torch.equal(state[k], snapshots[2][k]) for k in state if state[k].is_floating_point())
+
+
+@pytest.mark.parametrize("kind", ["presence", "face", "eyes"])
+def test_onnx_export_matches_torch(tmp_path, kind):
+    from models.networks import INPUT_SIZES, build
+    from train import vision
+
+    model = build(kind).eval()
+    rng = np.random.default_rng(0)
+    shape = (3, INPUT_SIZES[kind], INPUT_SIZES[kind]) + (() if kind == "eyes" else (3,))
+    x = rng.integers(0, 255, shape, dtype=np.uint8)
+    path = tmp_path / f"{kind}.onnx"
+    vision.export_onnx(model, INPUT_SIZES[kind], path)
+    assert vision.onnx_max_diff(model, path, x) < 1e-4  # batch of 3: the exported batch axis is dynamic
+
+
+def test_face_augmentation_moves_the_box_with_the_face(monkeypatch):
+    from train import vision
+
+    x = np.zeros((16, pp.FACE_SIZE, pp.FACE_SIZE, 3), np.uint8)
+    x[:, 40:80, 30:70] = 255
+    y = torch.tensor([[30 / 128, 40 / 128, 70 / 128, 80 / 128, 1.0]] * 16)
+    monkeypatch.setitem(vision.AUG, "occlude_p", 0.0)  # a bright patch would confuse the check below
+    xa, ya = vision.augment(vision._float01(x), y, "face", torch.Generator().manual_seed(3))
+    for img, box in zip(xa, ya, strict=True):
+        bright = (img.mean(0) > 0.5).nonzero()
+        if len(bright) < 50:
+            continue  # occluded or blacked out by contrast: nothing to check
+        ys, xs = bright[:, 0].float(), bright[:, 1].float()
+        seen = (float(xs.min()) / 128, float(ys.min()) / 128, float(xs.max() + 1) / 128, float(ys.max() + 1) / 128)
+        assert pp.iou(tuple(box[:4].tolist()), seen) > 0.6
+
+
+@pytest.mark.skipif(not (DATA / "images" / "mrl_eyes").is_dir(), reason="needs ../shared/data")
+def test_mrl_split_holds_out_whole_subjects():
+    from train.datasets import MRL_HELD_OUT, mrl_subject_split
+
+    split = mrl_subject_split(DATA)
+    held = {s: sorted(k for k, v in split.items() if v == s) for s in ("val", "test")}
+    assert len(held["test"]) == MRL_HELD_OUT["test"] and len(held["val"]) == MRL_HELD_OUT["val"]
+    assert not set(held["test"]) & set(held["val"])
+    manifest = json.loads((REPO / "models" / "weights" / "manifest.json").read_text())
+    assert manifest["models"]["eyes"]["mrl_subjects"] == held
+
+
+def test_cli_json_without_torch(tmp_path):
+    frame, _ = frame_at(datetime(2026, 1, 1, 2, 10))
+    cv2.imwrite(str(tmp_path / "f.jpg"), frame)
+    cv2.imwrite(str(tmp_path / "eye.png"), np.full((60, 60), 128, np.uint8))
+    crop = ",".join(str(v) for v in BASSINET_CROP)
+    code = (
+        "import sys; from models.cascade import main; "
+        f"rc = main(['--crop', '{crop}', '{tmp_path / 'f.jpg'}', '--json']); "
+        f"rc += main(['--stage', 'eyes', '{tmp_path / 'eye.png'}', '--json']); "
+        f"rc += main(['--stage', 'face', '{tmp_path / 'f.jpg'}', '--json']); "
+        "assert 'torch' not in sys.modules, 'torch imported'; sys.exit(rc)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, capture_output=True, text=True).stdout
+    full, eye, face = (json.loads(line) for line in out.strip().splitlines())
+    assert set(full) == {"path", "presence", "face", "eyes", "night"} and full["night"] is True
+    assert full["presence"]["label"] == "present" and full["eyes"]["label"] in ("open", "closed", "unknown")
+    x1, y1, x2, y2 = full["face"]["box"]
+    assert BASSINET_CROP[0] <= x1 < x2 <= BASSINET_CROP[2] and BASSINET_CROP[1] <= y1 < y2 <= BASSINET_CROP[3]
+    assert eye["presence"] is None and eye["face"] is None and eye["eyes"]["label"] in ("open", "closed", "unknown")
+    assert face["eyes"] is None and face["presence"] is not None
+
+
+def test_cli_module_entry_point(tmp_path):
+    cv2.imwrite(str(tmp_path / "f.jpg"), frame_at(datetime(2026, 1, 1, 12, 0))[0])
+    r = subprocess.run(
+        [sys.executable, "-m", "models.cascade", "--stage", "presence", str(tmp_path / "f.jpg"), "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["presence"]["label"] in ("present", "not_present")

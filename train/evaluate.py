@@ -1,0 +1,510 @@
+"""Score the exported ONNX cascade on the held-out test split; write manifest.json and the report.
+
+    python -m train.evaluate [--data ../shared/data] [--weights models/weights] [--cache ...]
+
+Everything here runs the exported ONNX files through onnxruntime (the tick's backend) on inputs
+cut by models/preprocess.py. The eye "unknown" threshold is chosen on the VALIDATION subjects
+(the highest threshold that still gives a verdict on >= EYE_MIN_VAL_COVERAGE of validation
+crops) and only then applied to the test subjects. Writes train/reports/vision.md + PNGs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from models import preprocess as pp
+from models.cascade import MANIFEST, MODEL_FILES
+from models.networks import EYE_CLASSES, FACE_OUTPUTS, INPUT_SIZES, PRESENCE_CLASSES, WIDTH_MULT
+
+EYE_MIN_VAL_COVERAGE = 0.95
+THRESHOLD_GRID = np.round(np.arange(0.50, 1.0, 0.01), 2)
+CLASSES = {"presence": PRESENCE_CLASSES, "eyes": EYE_CLASSES}
+DATA_NOTE = (
+    "There are no real infant photos and no real empty-crib photos in the training data: presence and "
+    "face numbers on 'sample' (the built-in synthetic camera) and 'crib' (Stable-Diffusion-generated "
+    "infants) are synthetic-data numbers; 'mask' (real adult photos) and 'mrl' (real infrared eyes of "
+    "held-out people) are the only real held-out data."
+)
+
+
+def _sessions(weights: Path) -> dict:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 2
+    opts.log_severity_level = 3
+    return {
+        k: ort.InferenceSession(str(weights / f), opts, providers=["CPUExecutionProvider"])
+        for k, f in MODEL_FILES.items()
+    }
+
+
+def run_onnx(sess, x_u8: np.ndarray) -> np.ndarray:
+    from train.vision import to_u8_rgb
+
+    x = pp.normalise(to_u8_rgb(x_u8))
+    return np.concatenate([sess.run(None, {"input": x[i : i + 256]})[0] for i in range(0, len(x), 256)])
+
+
+# ---- metrics ------------------------------------------------------------------------------------
+def classification(pred: np.ndarray, y: np.ndarray, names) -> dict:
+    cm = np.zeros((2, 2), int)
+    for t, p in zip(y, pred, strict=True):
+        cm[t, p] += 1
+    per = {}
+    for c, n in enumerate(names):
+        tp, fp, fn = cm[c, c], cm[:, c].sum() - cm[c, c], cm[c, :].sum() - cm[c, c]
+        prec = tp / (tp + fp) if tp + fp else 0.0
+        rec = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+        per[n] = {
+            "precision": round(float(prec), 4),
+            "recall": round(float(rec), 4),
+            "f1": round(float(f1), 4),
+            "n": int(cm[c].sum()),
+        }
+    present = [per[n]["f1"] for n in names if per[n]["n"] > 0]
+    return {
+        "n": len(y),
+        "accuracy": round(float((pred == y).mean()), 4) if len(y) else None,
+        "macro_f1": round(float(np.mean(present)), 4) if present else None,
+        "per_class": per,
+        "confusion": cm.tolist(),  # rows = truth, columns = prediction, in class order
+    }
+
+
+def face_metrics(out: np.ndarray, y: np.ndarray) -> dict:
+    has = y[:, 4] > 0.5
+    found = out[:, 4] > 0
+    ious = np.array([pp.iou(tuple(o[:4]), tuple(t[:4])) for o, t in zip(out[has], y[has], strict=True)])
+    return {
+        "n_faces": int(has.sum()),
+        "n_no_face": int((~has).sum()),
+        "detection_rate_iou50": round(float(((ious >= 0.5) & found[has]).mean()), 4) if len(ious) else None,
+        "mean_iou": round(float(ious.mean()), 4) if len(ious) else None,
+        "no_face_rejected": round(float((~found[~has]).mean()), 4) if (~has).any() else None,
+    }
+
+
+def by_source(arrays, stage: str, split: str, fn) -> dict:
+    src, night = arrays[f"{stage}_{split}_source"], arrays[f"{stage}_{split}_night"]
+    out = {}
+    for s in sorted(set(src.tolist())):
+        out[s] = fn(src == s)
+        if s == "sample":
+            out["sample_day"], out["sample_ir"] = fn((src == s) & ~night), fn((src == s) & night)
+    return out
+
+
+def choose_threshold(p_open_val: np.ndarray) -> float:
+    conf = np.maximum(p_open_val, 1 - p_open_val)
+    ok = [t for t in THRESHOLD_GRID if (conf >= t).mean() >= EYE_MIN_VAL_COVERAGE]
+    return float(max(ok)) if ok else 0.5
+
+
+def coverage_curve(p_open: np.ndarray, y: np.ndarray) -> list[dict]:
+    conf, pred = np.maximum(p_open, 1 - p_open), (p_open >= 0.5).astype(int)
+    rows = []
+    for t in [*THRESHOLD_GRID[::5].tolist(), 0.97, 0.99]:
+        m = conf >= t
+        cls = classification(pred[m], y[m], EYE_CLASSES) if m.any() else {"accuracy": None, "macro_f1": None}
+        rows.append(
+            {
+                "threshold": t,
+                "coverage": round(float(m.mean()), 4),
+                "accuracy": cls["accuracy"],
+                "macro_f1": cls["macro_f1"],
+            }
+        )
+    return rows
+
+
+def haar_eye_baseline(data: Path, refs: np.ndarray, y: np.ndarray) -> dict:
+    """The peer: 'open' when OpenCV's haarcascade_eye finds an eye in the crop."""
+    cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / "haarcascade_eye.xml"))
+    pred, t0 = [], time.perf_counter()
+    for ref in refs:
+        img = cv2.imread(str(data / "images" / "mrl_eyes" / ref.split("|")[0]), cv2.IMREAD_GRAYSCALE)
+        side = min(img.shape)
+        hits = cascade.detectMultiScale(img, scaleFactor=1.1, minNeighbors=3, minSize=(max(12, side // 4),) * 2)
+        pred.append(int(len(hits) > 0))
+    ms = (time.perf_counter() - t0) * 1000 / max(1, len(refs))
+    return {**classification(np.array(pred), y, EYE_CLASSES), "ms_per_crop": round(ms, 2)}
+
+
+def eye_latency_ms(sess, x_u8: np.ndarray, n: int = 200) -> float:
+    from train.vision import to_u8_rgb
+
+    x = pp.normalise(to_u8_rgb(x_u8[:1]))
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        sess.run(None, {"input": x})
+        times.append(time.perf_counter() - t0)
+    return round(float(np.median(times)) * 1000, 3)
+
+
+# ---- pictures -------------------------------------------------------------------------------------
+def gallery(images: list[np.ndarray], captions: list[str], path: Path, tile: int = 112, cols: int = 10) -> None:
+    rows = max(1, (len(images) + cols - 1) // cols)
+    sheet = np.full((rows * (tile + 14), cols * tile, 3), 255, np.uint8)
+    for i, (im, cap) in enumerate(zip(images, captions, strict=True)):
+        r, c = divmod(i, cols)
+        im = cv2.cvtColor(im, cv2.COLOR_RGB2BGR) if im.ndim == 3 else cv2.cvtColor(im, cv2.COLOR_GRAY2BGR)
+        sheet[r * (tile + 14) : r * (tile + 14) + tile, c * tile : (c + 1) * tile] = cv2.resize(im, (tile, tile))
+        cv2.putText(
+            sheet, cap[:22], (c * tile + 2, r * (tile + 14) + tile + 10), cv2.FONT_HERSHEY_SIMPLEX, 0.3, (0, 0, 200), 1
+        )
+    cv2.imwrite(str(path), sheet)
+
+
+def curve_png(rows: list[dict], path: Path) -> None:
+    w, h, m = 420, 300, 40
+    img = np.full((h, w, 3), 255, np.uint8)
+    cv2.rectangle(img, (m, m // 2), (w - m // 2, h - m), (0, 0, 0), 1)
+    pts = [(r["coverage"], r["accuracy"]) for r in rows if r["accuracy"] is not None]
+    lo = min(0.8, min(a for _c, a in pts))
+    to_px = lambda c, a: (int(m + c * (w - 1.5 * m)), int(h - m - (a - lo) / (1 - lo) * (h - 1.5 * m)))  # noqa: E731
+    for p, q in itertools.pairwise(pts):
+        cv2.line(img, to_px(*p), to_px(*q), (200, 80, 0), 2, cv2.LINE_AA)
+    cv2.putText(img, "coverage 0..1 ->", (m, h - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+    cv2.putText(img, f"accuracy {lo:.2f}..1", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+    cv2.imwrite(str(path), img)
+
+
+def confusion_png(mats: dict[str, tuple[list, tuple]], path: Path, cell: int = 60) -> None:
+    tiles = []
+    for title, (cm, names) in mats.items():
+        cm = np.asarray(cm)
+        t = np.full((2 * cell + 40, 2 * cell + 90, 3), 255, np.uint8)
+        cv2.putText(t, title[:28], (2, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+        for i in range(2):
+            cv2.putText(t, names[i][:10], (2, 40 + i * cell + cell // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1)
+            for j in range(2):
+                frac = cm[i, j] / max(1, cm[i].sum())
+                shade = int(255 - 200 * frac)
+                x0, y0 = 85 + j * cell, 25 + i * cell
+                cv2.rectangle(t, (x0, y0), (x0 + cell, y0 + cell), (255, shade, shade), -1)
+                cv2.putText(
+                    t, str(int(cm[i, j])), (x0 + 8, y0 + cell // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1
+                )
+        tiles.append(t)
+    cv2.imwrite(str(path), np.hstack(tiles))
+
+
+# ---- the whole evaluation -------------------------------------------------------------------------
+def evaluate_and_write(
+    arrays: dict, weights: Path, fits: dict, train_info: dict, report: Path | None, data: Path | None = None
+) -> dict:
+
+    data = data or Path("../shared/data")
+    s = _sessions(weights)
+    A = lambda st, sp, f: arrays[f"{st}_{sp}_{f}"]  # noqa: E731
+    results, errors = {}, {}
+
+    # presence
+    out = run_onnx(s["presence"], A("presence", "test", "x"))
+    p = pp.softmax(out)[:, 1]
+    pred, y = (p >= 0.5).astype(int), A("presence", "test", "y")
+    results["presence"] = by_source(
+        arrays, "presence", "test", lambda m: classification(pred[m], y[m], PRESENCE_CLASSES)
+    )
+    errors["presence"] = (
+        np.abs(p - y),
+        pred != y,
+        A("presence", "test", "x"),
+        [f"{r} p={q:.2f}" for r, q in zip(A("presence", "test", "ref"), p, strict=True)],
+    )
+
+    # face
+    out = run_onnx(s["face"], A("face", "test", "x"))
+    yf = A("face", "test", "y")
+    results["face"] = by_source(arrays, "face", "test", lambda m: face_metrics(out[m], yf[m]))
+    iou = np.array(
+        [
+            pp.iou(tuple(o[:4]), tuple(t[:4])) if t[4] > 0.5 else (1.0 if o[4] <= 0 else 0.0)
+            for o, t in zip(out, yf, strict=True)
+        ]
+    )
+    faces_x = A("face", "test", "x").copy()
+    for im, o, t in zip(faces_x, out, yf, strict=True):
+        sz = im.shape[0]
+        if t[4] > 0.5:
+            cv2.rectangle(im, (int(t[0] * sz), int(t[1] * sz)), (int(t[2] * sz), int(t[3] * sz)), (0, 255, 0), 1)
+        if o[4] > 0:
+            cv2.rectangle(im, (int(o[0] * sz), int(o[1] * sz)), (int(o[2] * sz), int(o[3] * sz)), (255, 0, 0), 1)
+    errors["face"] = (
+        1 - iou,
+        iou < 0.5,
+        faces_x,
+        [f"{r} iou={v:.2f}" for r, v in zip(A("face", "test", "ref"), iou, strict=True)],
+    )
+
+    # eyes: threshold on validation, then test
+    p_val = pp.softmax(run_onnx(s["eyes"], A("eyes", "val", "x")))[:, 1]
+    val_src = A("eyes", "val", "source")
+    threshold = choose_threshold(p_val[val_src == "mrl"])
+    pe = pp.softmax(run_onnx(s["eyes"], A("eyes", "test", "x")))[:, 1]
+    ye, conf = A("eyes", "test", "y"), np.maximum(pe, 1 - pe)
+    prede, covered = (pe >= 0.5).astype(int), conf >= threshold
+
+    def eye_eval(m):
+        r = classification(prede[m], ye[m], EYE_CLASSES)
+        mc = m & covered
+        r["coverage"] = round(float(mc.sum() / max(1, m.sum())), 4)
+        r["at_threshold"] = classification(prede[mc], ye[mc], EYE_CLASSES)
+        return r
+
+    results["eyes"] = by_source(arrays, "eyes", "test", eye_eval)
+    mrl = A("eyes", "test", "source") == "mrl"
+    refs = A("eyes", "test", "ref")
+    subjects = np.array([r.split("|")[1] for r in refs[mrl]])
+    results["eyes_per_subject"] = {
+        sub: {
+            **{
+                k: v
+                for k, v in classification(prede[mrl][subjects == sub], ye[mrl][subjects == sub], EYE_CLASSES).items()
+                if k in ("n", "accuracy", "macro_f1")
+            }
+        }
+        for sub in sorted(set(subjects.tolist()))
+    }
+    glasses = np.array(["glasses=1" in r for r in refs[mrl]])
+    results["eyes_mrl_glasses"] = {
+        g: classification(prede[mrl][glasses == v], ye[mrl][glasses == v], EYE_CLASSES)["macro_f1"]
+        for g, v in (("with", True), ("without", False))
+    }
+    results["eyes_curve_mrl_test"] = coverage_curve(pe[mrl], ye[mrl])
+    results["eyes_curve_mrl_val"] = coverage_curve(p_val[val_src == "mrl"], A("eyes", "val", "y")[val_src == "mrl"])
+    results["eyes_threshold"] = threshold
+    if (data / "images" / "mrl_eyes").is_dir():
+        results["haar_eye_baseline_mrl_test"] = haar_eye_baseline(data, refs[mrl], ye[mrl])
+    else:  # the raw crops are not at hand (a device run from a cache): re-run python -m train.evaluate
+        results["haar_eye_baseline_mrl_test"] = {"macro_f1": None, "ms_per_crop": None, "confusion": [[0, 0], [0, 0]]}
+    results["eyes_ms_per_crop_onnx"] = eye_latency_ms(s["eyes"], A("eyes", "test", "x"))
+    errors["eyes"] = (
+        np.abs(pe - ye),
+        prede != ye,
+        A("eyes", "test", "x"),
+        [f"{r.split('|')[0][-22:]} p={q:.2f}" for r, q in zip(refs, pe, strict=True)],
+    )
+
+    headline = {
+        "presence_macro_f1": {k: v["macro_f1"] for k, v in results["presence"].items()},
+        "face_detection_iou50": {k: v["detection_rate_iou50"] for k, v in results["face"].items()},
+        "face_mean_iou": {k: v["mean_iou"] for k, v in results["face"].items()},
+        "eyes_macro_f1_all": {k: v["macro_f1"] for k, v in results["eyes"].items()},
+        "eyes_macro_f1_at_threshold": {k: v["at_threshold"]["macro_f1"] for k, v in results["eyes"].items()},
+        "eyes_coverage": {k: v["coverage"] for k, v in results["eyes"].items()},
+        "eyes_threshold": threshold,
+        "haar_eye_baseline_mrl_macro_f1": results["haar_eye_baseline_mrl_test"]["macro_f1"],
+    }
+    manifest = write_manifest(weights, arrays, fits, train_info, results, headline, threshold, data)
+    if report is not None:
+        write_report(report, manifest, results, errors)
+    return manifest
+
+
+def write_manifest(weights: Path, arrays, fits, train_info, results, headline, threshold, data: Path) -> dict:
+    from train.datasets import counts
+
+    digest = hashlib.sha256(b"".join((weights / MODEL_FILES[k]).read_bytes() for k in MODEL_FILES)).hexdigest()[:8]
+    now = datetime.now(UTC)
+    n = counts(arrays)
+    inputs = {
+        "presence": "bassinet crop, square resize, RGB",
+        "face": "bassinet crop, square resize, RGB; box normalised 0..1 to the crop (brow-to-chin face box)",
+        "eyes": f"one eye: square region at preprocess.EYE_CENTRES of the face box, side {pp.EYE_SIDE} x box width; "
+        "gray, 2-98 percentile stretch, replicated to 3 channels",
+    }
+    models = {}
+    for k in MODEL_FILES:
+        models[k] = {
+            "file": MODEL_FILES[k],
+            "architecture": f"mobilenet_v3_small(width_mult={WIDTH_MULT}), {train_info['init']}",
+            "input_size": INPUT_SIZES[k],
+            "input": inputs[k],
+            **({"outputs": list(FACE_OUTPUTS)} if k == "face" else {"classes": list(CLASSES[k])}),
+            "mean": list(pp.MEAN),
+            "std": list(pp.STD),
+            "data_counts": n.get(k, {}),
+            "held_out_test": results[k],
+            "training": fits.get(k, {}),
+            "bytes": (weights / MODEL_FILES[k]).stat().st_size,
+        }
+    models["presence"]["threshold"] = 0.5
+    models["face"]["threshold"] = 0.5
+    models["eyes"]["threshold"] = threshold
+    models["eyes"]["threshold_rule"] = (
+        f"highest confidence threshold keeping >= {EYE_MIN_VAL_COVERAGE:.0%} coverage on validation subjects' IR crops"
+    )
+    models["eyes"]["combine"] = (
+        "two eyes per face: open if either eye is confidently open, else closed if either is confidently closed, "
+        "else unknown (models/cascade.py explains why open wins)"
+    )
+    models["eyes"]["mrl_subjects"] = {
+        sp: sorted({r.split("|")[1] for r in arrays[f"eyes_{sp}_ref"][arrays[f"eyes_{sp}_source"] == "mrl"]})
+        for sp in ("val", "test")
+    }
+    manifest = {
+        "version": f"vision-{now:%Y%m%d}-{digest}" + ("-quick" if train_info.get("quick") else ""),
+        "trained_on": (
+            "real + synthetic: mrl_eyes (real IR eyes), drowsiness_eyes_rgb (real colour eyes), face_boxes_mask "
+            "(real adult faces), infant_crib_synthetic (generated infants), built-in sample camera (synthetic)"
+        ),
+        "data_note": DATA_NOTE,
+        "date": now.isoformat(timespec="seconds"),
+        "command": "python -m train.vision --data ../shared/data --out models/weights",
+        "training": train_info,
+        "headline": headline,
+        "models": models,
+    }
+    (weights / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def write_report(report: Path, manifest: dict, results: dict, errors: dict) -> None:
+    report.mkdir(parents=True, exist_ok=True)
+    for stage, (score, wrong, xs, caps) in errors.items():
+        idx = [i for i in np.argsort(-score) if wrong[i]][:40]
+        if idx:
+            gallery(
+                [xs[i] for i in idx],
+                [caps[i].split("/")[-1] for i in idx],
+                report / f"vision_errors_{stage}.png",
+            )
+    curve_png(results["eyes_curve_mrl_test"], report / "vision_eye_coverage.png")
+    mats = {
+        f"presence {k}": (v["confusion"], PRESENCE_CLASSES)
+        for k, v in results["presence"].items()
+        if k in ("sample", "crib")
+    }
+    mats.update(
+        {f"eyes {k}": (v["confusion"], EYE_CLASSES) for k, v in results["eyes"].items() if k in ("mrl", "sample")}
+    )
+    mats["haar_eye mrl"] = (results["haar_eye_baseline_mrl_test"]["confusion"], EYE_CLASSES)
+    confusion_png(mats, report / "vision_confusion.png")
+    h = manifest["headline"]
+    L = [
+        "# Vision cascade: held-out evaluation",
+        "",
+        f"Weights `{manifest['version']}`, {manifest['date']}. Produced by `{manifest['command']}` "
+        f"({manifest['training']['init']}; {manifest['training']['torch_threads']} torch threads, "
+        f"{manifest['training']['wall_time_s']} s). Every number below comes from the exported ONNX files run by "
+        "onnxruntime on the test split, which training and threshold selection never saw.",
+        "",
+        f"**{DATA_NOTE}**",
+        "",
+        "## Headline",
+        "",
+        "| stage | source | metric | value | target |",
+        "|---|---|---|---|---|",
+    ]
+    for k, v in h["presence_macro_f1"].items():
+        L.append(f"| presence | {k} (synthetic) | macro F1 | {v} | 0.99 |")
+    for k, v in h["face_detection_iou50"].items():
+        kind = "real" if k == "mask" else "synthetic"
+        L.append(f"| face | {k} ({kind}) | detection @IoU0.5 / mean IoU | {v} / {h['face_mean_iou'][k]} | 0.95 |")
+    for k, v in h["eyes_macro_f1_at_threshold"].items():
+        kind = "real IR, held-out people" if k == "mrl" else "synthetic"
+        L.append(
+            f"| eyes | {k} ({kind}) | macro F1 at threshold {h['eyes_threshold']} (coverage) "
+            f"| {v} ({h['eyes_coverage'][k]}) | 0.95 at >= 0.90 |"
+        )
+    b = results["haar_eye_baseline_mrl_test"]
+    L += [
+        f"| eyes | mrl | macro F1, every crop (no unknown) | {h['eyes_macro_f1_all'].get('mrl')} | |",
+        f"| eyes peer | mrl | haarcascade_eye finds an eye = open | {b['macro_f1']} ({b['ms_per_crop']} ms/crop) "
+        f"| ours: {results['eyes_ms_per_crop_onnx']} ms/crop |",
+        "",
+        "Infrared vs colour: eyes `mrl` are all infrared; `sample_day` / `sample_ir` split the synthetic "
+        "camera's colour and infrared frames. `crib` and `mask` are colour only. `drowsy` (colour eyes) is "
+        "training-only (near-duplicates, no person ids).",
+        "",
+        "## Per class (test split)",
+        "",
+    ]
+    for stage in ("presence", "eyes"):
+        for src, r in results[stage].items():
+            pc = "; ".join(
+                f"{c}: P {v['precision']} R {v['recall']} F1 {v['f1']} (n {v['n']})" for c, v in r["per_class"].items()
+            )
+            L.append(
+                f"- {stage} / {src}: macro F1 {r['macro_f1']}, acc {r['accuracy']}, confusion {r['confusion']} — {pc}"
+            )
+    L += ["", "Face (no_face_rejected = share of face-free crops where the model said 'no face'):", ""]
+    for src, r in results["face"].items():
+        L.append(f"- face / {src}: {json.dumps(r)}")
+    L += [
+        "",
+        "Confusion matrices (rows truth, columns prediction): ![confusion](vision_confusion.png)",
+        "",
+        "## Eye threshold: chosen on validation, reported on test",
+        "",
+        f"Rule: {manifest['models']['eyes']['threshold_rule']} -> **{h['eyes_threshold']}**. "
+        f"Validation subjects {manifest['models']['eyes'].get('mrl_subjects', {}).get('val')}, test subjects "
+        f"{manifest['models']['eyes'].get('mrl_subjects', {}).get('test')}.",
+        "",
+        "| threshold | coverage (test) | accuracy on verdicts | macro F1 |",
+        "|---|---|---|---|",
+    ]
+    for r in results["eyes_curve_mrl_test"]:
+        L.append(f"| {r['threshold']} | {r['coverage']} | {r['accuracy']} | {r['macro_f1']} |")
+    L += ["", "![coverage](vision_eye_coverage.png)", "", "Per held-out subject (all crops, no threshold):", ""]
+    for sub, r in results["eyes_per_subject"].items():
+        L.append(f"- {sub}: n {r['n']}, acc {r['accuracy']}, macro F1 {r['macro_f1']}")
+    L.append(
+        f"- glasses: macro F1 with {results['eyes_mrl_glasses']['with']}, "
+        f"without {results['eyes_mrl_glasses']['without']}"
+    )
+    L += ["", "## Worst errors (the most confident wrong answers on test)", ""]
+    for stage in ("presence", "face", "eyes"):
+        L.append(f"- {stage}: ![{stage}](vision_errors_{stage}.png)")
+    L += [
+        "",
+        "Face gallery: green = truth, red = prediction (drawn on the 128 px model input).",
+        "",
+        "## Training",
+        "",
+        "```",
+        json.dumps(manifest["training"], indent=1),
+        "```",
+        "",
+        "Per-stage data counts per split and source:",
+        "",
+        "```",
+        json.dumps({k: v["data_counts"] for k, v in manifest["models"].items()}, indent=1),
+        "```",
+        "",
+    ]
+    (report / "vision.md").write_text("\n".join(L))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from train import datasets
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=Path("../shared/data"))
+    ap.add_argument("--weights", type=Path, default=Path("models/weights"))
+    ap.add_argument("--cache", type=Path, default=None)
+    ap.add_argument("--report", type=Path, default=Path("train/reports"))
+    args = ap.parse_args(argv)
+    arrays = datasets.load_or_build(args.data, args.cache)
+    old = json.loads((args.weights / MANIFEST).read_text())
+    fits = {k: v.get("training", {}) for k, v in old["models"].items()}
+    m = evaluate_and_write(arrays, args.weights, fits, old["training"], args.report, args.data)
+    print(json.dumps(m["headline"], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,394 @@
+"""Train the shipped cascade (presence, face box, eye state) on real + synthetic data; export ONNX.
+
+    python -m train.vision [--data ../shared/data] [--out models/weights] [--threads 2] [--quick]
+                           [--cache artifacts/vision_data.npz] [--weights imagenet.pth]
+
+One readable loop for all three stages: data from train/datasets.py (cut with models/preprocess.py,
+the tick's own code), MobileNetV3-Small from scratch (or --weights, a torchvision ImageNet file
+already on disk), Adam + cosine schedule, class-weighted losses, augmentation (below), early
+stopping on validation loss with the best epoch kept by copy.deepcopy, ONNX export checked against
+torch, then train/evaluate.py scores the exported models on the held-out test split and writes
+manifest.json + train/reports/vision.md. Deterministic for a given thread count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from models import preprocess as pp
+from models.networks import INPUT_SIZES, build
+
+# ---- configuration -------------------------------------------------------------------------
+SEED = 0
+FULL = {"epochs": {"presence": 20, "face": 28, "eyes": 12}, "patience": 5, "limit": 1.0}
+QUICK = {"epochs": {"presence": 1, "face": 1, "eyes": 1}, "patience": 1, "limit": 0.05}
+BATCH, LR, WEIGHT_DECAY = 64, 2e-3, 1e-4
+AUG = {  # probabilities / ranges of the training augmentation
+    "brightness": 0.35,  # x * U(1 - b, 1 + b)
+    "contrast": 0.35,
+    "gray_p": 0.3,  # infrared look: grayscale + sensor noise (eye inputs are gray already)
+    "noise_sd": 0.06,
+    "blur_p": 0.25,
+    "occlude_p": 0.3,  # a random grey rectangle of 10-30% of the side (hand, blanket, glasses glare)
+    "rotate_deg": 12,  # classifiers only; the face box gets scale/shift only (a rotated box is not a box)
+    "scale": 0.15,
+    "shift": 0.08,
+    "glint_p": 0.3,  # eyes: 1-2 specular glints (IR light on glasses/cornea): the worst held-out errors
+    "frame_p": 0.2,  # eyes: a dark glasses-frame bar across the top or bottom of the crop
+}
+
+
+# ---- augmentation (on 0..1 float tensors, before normalisation) --------------------------------
+def _affine(x: torch.Tensor, g: torch.Generator, rotate: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    n = len(x)
+    u = lambda: torch.rand(n, generator=g) * 2 - 1  # noqa: E731
+    a = 1 + AUG["scale"] * u()
+    ang = torch.deg2rad(AUG["rotate_deg"] * u()) if rotate else torch.zeros(n)
+    t = AUG["shift"] * torch.stack([u(), u()], 1)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1] = a * torch.cos(ang), -a * torch.sin(ang)
+    theta[:, 1, 0], theta[:, 1, 1] = a * torch.sin(ang), a * torch.cos(ang)
+    theta[:, :, 2] = t
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, padding_mode="border", align_corners=False), theta
+
+
+def augment(x: torch.Tensor, y: torch.Tensor, kind: str, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    n = len(x)
+    r = lambda: torch.rand(n, 1, 1, 1, generator=g)  # noqa: E731
+    flip = torch.rand(n, generator=g) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    y = y.clone()
+    if kind == "face":
+        y[flip, 0], y[flip, 2] = 1 - y[flip, 2], 1 - y[flip, 0]
+    x, theta = _affine(x, g, rotate=kind != "face")
+    if kind == "face":  # input coords = a * output + t  ->  output = (input - t) / a
+        a, t = theta[:, 0, 0:1], theta[:, :, 2]
+        b = y[:, :4] * 2 - 1
+        b = torch.stack([(b[:, 0] - t[:, 0]), (b[:, 1] - t[:, 1]), (b[:, 2] - t[:, 0]), (b[:, 3] - t[:, 1])], 1) / a
+        y[:, :4] = torch.where(y[:, 4:5] > 0.5, ((b + 1) / 2).clamp(0, 1), y[:, :4])
+    x = x * (1 + AUG["brightness"] * (2 * r() - 1))
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * (1 + AUG["contrast"] * (2 * r() - 1)) + mean
+    if kind != "eyes":
+        gray = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True).expand_as(x)
+        x = torch.where(r() < AUG["gray_p"], gray, x)
+    x = x + torch.randn(x.shape, generator=g) * AUG["noise_sd"] * r()
+    blurred = F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+    x = torch.where(r() < AUG["blur_p"], blurred, x)
+    h, w = x.shape[-2:]
+    if kind == "eyes":
+        x = _glasses(x, g)
+    occ = torch.rand(n, generator=g) < AUG["occlude_p"]
+    for i in torch.nonzero(occ).flatten().tolist():
+        oh, ow = (int(s * (0.1 + 0.2 * float(torch.rand(1, generator=g)))) for s in (h, w))
+        oy, ox = (
+            int(torch.randint(0, h - oh + 1, (1,), generator=g)),
+            int(torch.randint(0, w - ow + 1, (1,), generator=g)),
+        )
+        x[i, :, oy : oy + oh, ox : ox + ow] = float(torch.rand(1, generator=g))
+    return x.clamp(0, 1), y
+
+
+def _glasses(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Eye crops: bright round glints and dark frame bars, as infrared glasses produce them."""
+    n, _c, h, w = x.shape
+    yy, xx = torch.meshgrid(torch.arange(h).float(), torch.arange(w).float(), indexing="ij")
+    u = lambda: float(torch.rand(1, generator=g))  # noqa: E731
+    for i in range(n):
+        if u() < AUG["glint_p"]:
+            for _ in range(1 + int(u() < 0.4)):
+                cy, cx, r = u() * h, u() * w, 1.5 + 4 * u()
+                blob = torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
+                x[i] = torch.maximum(x[i], blob.expand_as(x[i]) * (0.85 + 0.15 * u()))
+        if u() < AUG["frame_p"]:
+            t = max(2, int(h * (0.05 + 0.08 * u())))
+            y0 = int(h * 0.12 * u()) if u() < 0.5 else int(h - t - h * 0.12 * u())
+            x[i, :, y0 : y0 + t, :] = x[i, :, y0 : y0 + t, :] * 0.25
+    return x
+
+
+# ---- data → tensors -----------------------------------------------------------------------------
+def to_u8_rgb(x: np.ndarray) -> np.ndarray:
+    """Stored eye crops are single-channel: replicate to 3 like pp.eye_gray does."""
+    return np.repeat(x[..., None], 3, axis=-1) if x.ndim == 3 else x
+
+
+def _float01(x_u8: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(to_u8_rgb(x_u8), -1, 1))).float() / 255.0
+
+
+def _norm(x01: torch.Tensor) -> torch.Tensor:
+    mean, std = torch.tensor(pp.MEAN).view(1, 3, 1, 1), torch.tensor(pp.STD).view(1, 3, 1, 1)
+    return (x01 - mean) / std
+
+
+def predict(model: torch.nn.Module, x_u8: np.ndarray) -> torch.Tensor:
+    model.eval()
+    with torch.no_grad():
+        return torch.cat(
+            [model(torch.from_numpy(pp.normalise(to_u8_rgb(x_u8[i : i + 256])))) for i in range(0, len(x_u8), 256)]
+        )
+
+
+# ---- losses ---------------------------------------------------------------------------------------
+def box_iou_t(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    ix = (torch.minimum(a[:, 2], b[:, 2]) - torch.maximum(a[:, 0], b[:, 0])).clamp(min=0)
+    iy = (torch.minimum(a[:, 3], b[:, 3]) - torch.maximum(a[:, 1], b[:, 1])).clamp(min=0)
+    inter = ix * iy
+    area = lambda r: (r[:, 2] - r[:, 0]).clamp(min=0) * (r[:, 3] - r[:, 1]).clamp(min=0)  # noqa: E731
+    return inter / (area(a) + area(b) - inter + 1e-7)
+
+
+def make_loss(kind: str, y_train: np.ndarray):
+    """Class-weighted: inverse class frequency (face: positive weight on 'face found')."""
+    if kind == "face":
+        found = y_train[:, 4] > 0.5
+        pos_weight = torch.tensor(max(1e-3, (~found).sum()) / max(1, found.sum()))
+
+        def face_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            f = y[:, 4]
+            loss = F.binary_cross_entropy_with_logits(out[:, 4], f, pos_weight=pos_weight.clamp(0.5, 2.0))
+            m = f > 0.5
+            if m.any():
+                pb, tb = out[m, :4], y[m, :4]
+                loss = loss + 10 * F.smooth_l1_loss(pb, tb, beta=0.02) + (1 - box_iou_t(pb, tb)).mean()
+            return loss
+
+        return face_loss
+    freq = np.bincount(y_train, minlength=2).astype(np.float64)
+    weight = torch.tensor(freq.sum() / (2 * np.maximum(freq, 1)), dtype=torch.float32)
+    return lambda out, y: F.cross_entropy(out, y, weight=weight)
+
+
+# ---- the loop -------------------------------------------------------------------------------------
+def fit(
+    kind: str,
+    xtr: np.ndarray,
+    ytr: np.ndarray,
+    xva: np.ndarray,
+    yva: np.ndarray,
+    epochs: int,
+    patience: int,
+    weights: str | None = None,
+    epoch_hook=None,
+) -> tuple[torch.nn.Module, dict]:
+    """Train one stage; returns the model holding the best validation epoch's weights.
+
+    epoch_hook(model, epoch) runs after each epoch's training (tests use it to spoil an epoch)."""
+    torch.manual_seed(SEED)
+    g = torch.Generator().manual_seed(SEED)
+    model = build(kind, weights)
+    loss_fn = make_loss(kind, ytr)
+    ytr_t, yva_t = torch.from_numpy(ytr), torch.from_numpy(yva)
+    opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
+    steps = max(1, epochs * math.ceil(len(xtr) / BATCH))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=steps, pct_start=0.15)
+    order_rng = np.random.default_rng(SEED)
+    best, best_loss, best_epoch, history = None, float("inf"), -1, []
+    for epoch in range(epochs):
+        model.train()
+        order = order_rng.permutation(len(xtr))
+        bar = tqdm(range(0, len(order), BATCH), desc=f"{kind} {epoch + 1}/{epochs}", leave=False)
+        for i in bar:
+            idx = np.sort(order[i : i + BATCH])
+            if len(idx) < 2:
+                continue
+            x, y = augment(_float01(xtr[idx]), ytr_t[idx], kind, g)
+            loss = loss_fn(model(_norm(x)), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if sched.last_epoch + 1 < steps:
+                sched.step()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        if epoch_hook is not None:
+            epoch_hook(model, epoch)
+        val_loss = float(loss_fn(predict(model, xva), yva_t))
+        history.append(round(val_loss, 4))
+        tqdm.write(f"{kind} epoch {epoch + 1}: val loss {val_loss:.4f}")
+        if val_loss < best_loss:
+            best, best_loss, best_epoch = copy.deepcopy(model.state_dict()), val_loss, epoch
+        elif epoch - best_epoch >= patience:
+            tqdm.write(f"{kind}: early stop, best epoch {best_epoch + 1}")
+            break
+    model.load_state_dict(best)
+    model.eval()
+    return model, {"best_epoch": best_epoch + 1, "best_val_loss": round(best_loss, 4), "val_loss_history": history}
+
+
+# ---- export ---------------------------------------------------------------------------------------
+def export_onnx(model: torch.nn.Module, size: int, path: Path) -> None:
+    torch.onnx.export(
+        model.eval(),
+        (torch.zeros(1, 3, size, size),),
+        str(path),
+        opset_version=17,
+        input_names=["input"],
+        output_names=["output"],
+        dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+        dynamo=False,
+    )
+
+
+def onnx_max_diff(model: torch.nn.Module, path: Path, x_u8: np.ndarray) -> float:
+    """Largest |ONNX - torch| over the given inputs."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"input": pp.normalise(to_u8_rgb(x_u8))})[0]
+    return float(np.abs(got - predict(model, x_u8).numpy()).max())
+
+
+def _has_onnxruntime() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def export_and_evaluate(models: dict, fits: dict, arrays: dict, out_dir: Path, train_info: dict, report, data_root):
+    from train import evaluate
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for kind, model in models.items():
+        path = out_dir / f"{kind}.onnx"
+        export_onnx(model, INPUT_SIZES[kind], path)
+        diff = onnx_max_diff(model, path, arrays[f"{kind}_val_x"][:16])
+        if diff > 1e-3:
+            raise RuntimeError(f"{path}: ONNX output differs from torch by {diff}")
+        fits[kind]["onnx_max_abs_diff_vs_torch"] = diff
+    return evaluate.evaluate_and_write(arrays, out_dir, fits, train_info, report, data_root)
+
+
+def train_all(
+    data_root: Path,
+    out_dir: Path,
+    quick: bool = False,
+    threads: int = 2,
+    cache: Path | None = None,
+    weights: str | None = None,
+    report: Path | None = Path("train/reports"),
+    torch_out: Path | None = None,
+    stages: tuple[str, ...] = ("presence", "face", "eyes"),
+) -> dict:
+    """Train `stages`; any other stage is loaded from torch_out (a previous run of this command)."""
+    from train import datasets
+
+    cfg = QUICK if quick else FULL
+    torch.set_num_threads(threads)
+    start = time.time()
+    arrays = datasets.load_or_build(data_root, cache, cfg["limit"])
+    models, fits = {}, {}
+    for kind in ("presence", "face", "eyes"):
+        if kind not in stages:
+            models[kind] = build(kind)
+            models[kind].load_state_dict(torch.load(torch_out / f"{kind}.pt", map_location="cpu"))
+            models[kind].eval()
+            fits[kind] = json.loads((torch_out / "fits.json").read_text())["fits"][kind]
+            fits[kind]["note"] = f"kept from the earlier run in {torch_out}"
+            continue
+        a = lambda s, f: arrays[f"{kind}_{s}_{f}"]  # noqa: E731, B023
+        models[kind], fits[kind] = fit(
+            kind,
+            a("train", "x"),
+            a("train", "y"),
+            a("val", "x"),
+            a("val", "y"),
+            cfg["epochs"][kind],
+            cfg["patience"],
+            weights,
+        )
+        if torch_out is not None:  # the trained state dicts, for exporting elsewhere (--from-torch)
+            torch_out.mkdir(parents=True, exist_ok=True)
+            torch.save(models[kind].state_dict(), torch_out / f"{kind}.pt")
+            saved = json.loads((torch_out / "fits.json").read_text()) if (torch_out / "fits.json").is_file() else {}
+            saved.setdefault("fits", {})[kind] = fits[kind]
+            (torch_out / "fits.json").write_text(json.dumps(saved, indent=1))
+    train_info = {
+        "wall_time_s": round(time.time() - start, 1),
+        "torch_threads": threads,
+        "torch_version": torch.__version__,
+        "init": f"ImageNet file {weights}" if weights else "from scratch (random init, no download)",
+        "seed": SEED,
+        "quick": quick,
+        "epochs": cfg["epochs"],
+        "patience": cfg["patience"],
+        "augmentation": AUG,
+    }
+    train_info["stages_trained_in_this_run"] = list(stages)
+    if torch_out is not None:
+        saved = json.loads((torch_out / "fits.json").read_text())
+        saved["train_info"] = {**saved.get("train_info", {}), **train_info}
+        (torch_out / "fits.json").write_text(json.dumps(saved, indent=1))
+    if not _has_onnxruntime():
+        print("onnxruntime missing: trained state dicts only; export with --from-torch")
+        return {"manifest": None, "models": models, "arrays": arrays}
+    manifest = export_and_evaluate(models, fits, arrays, out_dir, train_info, report, data_root)
+    return {"manifest": manifest, "models": models, "arrays": arrays}
+
+
+def from_torch(torch_dir: Path, data_root: Path, out_dir: Path, cache: Path | None, report) -> dict:
+    """Export + evaluate state dicts trained elsewhere by this script (e.g. the same command with more threads)."""
+    from train import datasets
+
+    saved = json.loads((torch_dir / "fits.json").read_text())
+    models = {}
+    for kind in ("presence", "face", "eyes"):
+        models[kind] = build(kind)
+        models[kind].load_state_dict(torch.load(torch_dir / f"{kind}.pt", map_location="cpu"))
+        models[kind].eval()
+    arrays = datasets.load_or_build(data_root, cache, 1.0)
+    return {
+        "manifest": export_and_evaluate(models, saved["fits"], arrays, out_dir, saved["train_info"], report, data_root)
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=Path("../shared/data"))
+    ap.add_argument("--out", type=Path, default=Path("models/weights"))
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    ap.add_argument("--cache", type=Path, default=None, help="npz of the cut data sets (built if missing)")
+    ap.add_argument("--weights", default=None, help="optional torchvision ImageNet state dict on disk")
+    ap.add_argument("--report", type=Path, default=Path("train/reports"))
+    ap.add_argument("--quick", action="store_true", help="tiny run for tests; weights are useless")
+    ap.add_argument("--torch-out", type=Path, default=None, help="also save the trained torch state dicts here")
+    ap.add_argument("--stages", default="presence,face,eyes", help="stages to train; others come from --torch-out")
+    ap.add_argument("--from-torch", type=Path, default=None, help="skip training: export + evaluate saved state dicts")
+    args = ap.parse_args(argv)
+    if args.from_torch:
+        result = from_torch(args.from_torch, args.data, args.out, args.cache, args.report)
+    else:
+        result = train_all(
+            args.data,
+            args.out,
+            args.quick,
+            args.threads,
+            args.cache,
+            args.weights,
+            args.report,
+            args.torch_out,
+            tuple(args.stages.split(",")),
+        )
+    m = result["manifest"]
+    if m is None:
+        return 0
+    print(f"wrote {args.out}/ version {m['version']} in {m['training']['wall_time_s']} s")
+    print(json.dumps(m["headline"], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
