@@ -5,7 +5,7 @@ rebuilds them (python -m train.vision). Preprocessing comes from models/preproce
 functions the training script uses.
 
 Eyes: the eye model classifies ONE eye. The two eye regions are placed inside the predicted face
-box by fixed face geometry (preprocess.EYE_CENTRES), both run in one batch, and the verdicts are
+box by fixed face geometry (preprocess.EYE_CENTRES), each is classified, and the verdicts are
 combined by `combine_eyes`: "open" if either eye is confidently open, else "closed" if either is
 confidently closed, else "unknown". Why open wins: a region that misses its eye (head tilted, the
 face box a little off, one eye in the pillow or under a hand) shows skin or brow, which looks like a
@@ -123,9 +123,9 @@ class Cascade:
         return pp.box_to_frame(out[:4], box), float(1.0 / (1.0 + np.exp(-float(out[4]))))
 
     def eye_probs(self, eye_images_u8: list[np.ndarray]) -> np.ndarray:
-        """P(open) for each preprocessed eye crop (pp.eye_gray), in one batch."""
-        x = pp.normalise(np.stack(eye_images_u8))
-        return pp.softmax(self._s["eyes"].run(None, {self._inputs["eyes"]: x})[0])[:, 1]
+        """P(open) for each preprocessed eye crop (pp.eye_gray); one call per eye, through _infer
+        (bench/torch_tick.py swaps _infer for torch)."""
+        return np.array([pp.softmax(self._infer("eyes", pp.normalise(e)))[1] for e in eye_images_u8])
 
     def eyes(self, frame_bgr: np.ndarray, face_box: pp.Box) -> tuple[str, float]:
         p_open = self.eye_probs([pp.eye_gray(frame_bgr, r) for r in pp.eye_regions(face_box)])
