@@ -109,7 +109,7 @@ class Settings:
     diff_threshold: float = 2.0
     presence_threshold: float = 0.5
     face_threshold: float = 0.5
-    eye_threshold: float = 0.7
+    eye_threshold: float | None = None  # None: the threshold chosen on validation (models/weights/manifest.json)
     wake_window: int = 3
     wake_needed: int = 2
     alert_cooldown_s: int = 1800
@@ -163,7 +163,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "diff_threshold": _positive_float,
     "presence_threshold": _unit_float,
     "face_threshold": _unit_float,
-    "eye_threshold": _unit_float,
+    "eye_threshold": _optional_unit_float,
     "wake_window": _positive_int,
     "wake_needed": _positive_int,
     "alert_cooldown_s": _positive_int,

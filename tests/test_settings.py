@@ -1,5 +1,6 @@
 """Settings: one place, environment over .env, bad values named."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,14 @@ def test_env_example_is_complete_and_valid():
 
     assert keys == set(KEYS)
     assert settings.camera_url == "sample"
+
+
+def test_eye_threshold_defaults_to_the_models_validated_threshold(tmp_path):
+    from models.cascade import Cascade
+
+    settings = load_settings(None, environ={})
+    assert settings.eye_threshold is None
+    cascade = Cascade.load(settings.models_dir, eye_threshold=settings.eye_threshold)
+    manifest = json.loads((settings.models_dir / "manifest.json").read_text())
+    assert cascade.eye_threshold == manifest["models"]["eyes"]["threshold"]
+    assert Cascade.load(settings.models_dir, eye_threshold=0.9).eye_threshold == 0.9
