@@ -9,6 +9,7 @@ models/networks.py. Weights are random (timing does not depend on their values) 
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -35,11 +36,12 @@ class TorchCascade(Cascade):
             if state.is_file():
                 net.load_state_dict(torch.load(state, map_location="cpu"))
             self._nets[kind] = net
-        self.manifest = {}
+        self.manifest = json.loads((settings.models_dir / "manifest.json").read_text())
         self.version = "torch-baseline"
         self.presence_threshold = 0.0  # always run all three stages, like the ONNX run on a present baby
         self.face_threshold = 0.0
-        self.eye_threshold = settings.eye_threshold
+        validated = self.manifest["models"]["eyes"]["threshold"]
+        self.eye_threshold = validated if settings.eye_threshold is None else settings.eye_threshold
 
     def _infer(self, kind: str, x):
         with torch.inference_mode():
