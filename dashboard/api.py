@@ -112,6 +112,13 @@ def _cry_threshold(settings: Settings) -> float:
         return 0.5
 
 
+def _tick_or_404(db: Store, tick_id: int) -> TickRow:
+    row = db.tick(tick_id)
+    if row is None:
+        abort(404, description=f"no tick {tick_id}")
+    return row
+
+
 def register_api(app: Flask, settings: Settings, open_store: Callable[[], Store]) -> None:
     api = Blueprint("api", __name__, url_prefix="/api")
     interval = settings.tick_interval_s
@@ -163,9 +170,7 @@ def register_api(app: Flask, settings: Settings, open_store: Callable[[], Store]
     @api.get("/ticks/<int:tick_id>")
     def tick(tick_id: int):
         with open_store() as db:
-            row = db.tick(tick_id)
-            if row is None:
-                abort(404, description=f"no tick {tick_id}")
+            row = _tick_or_404(db, tick_id)
             before, after = db.neighbour_tick(tick_id, -1), db.neighbour_tick(tick_id, +1)
             history = db.corrections(tick_id)
             label = db.human_label(tick_id)
@@ -195,9 +200,7 @@ def register_api(app: Flask, settings: Settings, open_store: Callable[[], Store]
         except LabelError as exc:
             abort(400, description=str(exc))
         with open_store() as db:
-            row = db.tick(tick_id)
-            if row is None:
-                abort(404, description=f"no tick {tick_id}")
+            row = _tick_or_404(db, tick_id)
             if row.jpeg_path is None:
                 abort(409, description=f"tick {tick_id} kept no frame (unchanged): correct the frame it reused instead")
             ids = db.add_corrections(tick_id, changes, author, now=time.time())
@@ -210,9 +213,7 @@ def register_api(app: Flask, settings: Settings, open_store: Callable[[], Store]
     @api.post("/ticks/<int:tick_id>/undo")
     def undo(tick_id: int):
         with open_store() as db:
-            row = db.tick(tick_id)
-            if row is None:
-                abort(404, description=f"no tick {tick_id}")
+            row = _tick_or_404(db, tick_id)
             now = time.time()
             undone = db.undo_last_decision(tick_id, now=now)
             if not undone:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from models import preprocess as pp
+from models.onnx_session import open_session
 
 MODEL_FILES = {"presence": "presence.onnx", "face": "face.onnx", "eyes": "eyes.onnx"}
 MANIFEST = "manifest.json"
@@ -59,18 +60,7 @@ class CascadeResult:
 
 
 def _session(path: Path):
-    import onnxruntime as ort
-
-    if not path.is_file():
-        raise ModelError(f"model file {path} is missing; {_REBUILD}")
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 2
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    try:
-        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own exception types for corrupt files
-        raise ModelError(f"model file {path} cannot be loaded ({exc}); {_REBUILD}") from exc
+    return open_session(path, threads=2, error=ModelError, hint=_REBUILD)
 
 
 class Cascade:

@@ -23,6 +23,7 @@ import numpy as np
 
 from capture.audio import dbfs, read_wav
 from models import audio_features as af
+from models.onnx_session import open_session
 
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent / "weights"
 MODEL_FILE, MANIFEST_FILE = "cry.onnx", "cry.json"
@@ -50,8 +51,6 @@ class CryModel:
 
     @classmethod
     def load(cls, models_dir: Path = DEFAULT_MODELS_DIR, threshold: float | None = None) -> CryModel:
-        import onnxruntime as ort
-
         models_dir = Path(models_dir)
         onnx_path, manifest_path = models_dir / MODEL_FILE, models_dir / MANIFEST_FILE
         try:
@@ -63,14 +62,7 @@ class CryModel:
         for key, value in expected.items():
             if manifest.get(key) != value:
                 raise CryModelError(f"{manifest_path}: {key}={manifest.get(key)!r}, this code computes {value!r}")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        try:
-            session = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime's own exception types
-            raise CryModelError(f"cry model {onnx_path} cannot be loaded ({exc})") from exc
+        session = open_session(onnx_path, threads=1, error=CryModelError, hint="rebuild with python -m train.cry")
         return cls(session, manifest, threshold)
 
     def probabilities(self, samples_8k: np.ndarray) -> np.ndarray:
