@@ -31,7 +31,6 @@ from capture.audio import write_wav
 from capture.ffmpeg import CaptureError
 from capture.night import is_infrared
 from capture.pixeldiff import diff_score
-from capture.sample_camera import BASSINET_CROP as SAMPLE_BASSINET_CROP
 from capture.sources import CapturedFrame, grab
 from db import jsonl
 from db.store import Store, StoreError, TickRow
@@ -126,7 +125,9 @@ def listen(settings: Settings, frame: CapturedFrame, at: datetime, cry: LazyCryM
 def bassinet_crop(settings: Settings) -> tuple[int, int, int, int] | None:
     """The configured crop; the sample camera knows where its own bassinet is."""
     if settings.bassinet_crop is None and settings.camera_url == "sample":
-        return SAMPLE_BASSINET_CROP
+        from capture.sample_camera import BASSINET_CROP  # only the demo camera needs it
+
+        return BASSINET_CROP
     return settings.bassinet_crop
 
 
