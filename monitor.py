@@ -92,9 +92,14 @@ def _read_reference(settings: Settings, store: Store) -> np.ndarray | None:
     return cv2.imread(str(settings.data_dir / relative), cv2.IMREAD_COLOR)
 
 
+def _frame_file(at: datetime, suffix: str) -> Path:
+    """Where a tick's files live, relative to the data dir: the .jpg and the kept .wav side by side."""
+    return Path("frames") / at.strftime("%Y-%m-%d") / f"{at.strftime('%H%M%S')}-{int(at.timestamp())}{suffix}"
+
+
 def _save_jpeg(settings: Settings, frame: CapturedFrame, at: datetime) -> str:
     """Write the JPEG atomically (tmp + rename) and return its path relative to the data dir."""
-    relative = Path("frames") / at.strftime("%Y-%m-%d") / f"{at.strftime('%H%M%S')}-{int(at.timestamp())}.jpg"
+    relative = _frame_file(at, ".jpg")
     target = settings.data_dir / relative
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp")
@@ -115,7 +120,7 @@ def listen(settings: Settings, frame: CapturedFrame, at: datetime, cry: LazyCryM
         "audio_s": clip.seconds,
     }
     if settings.keep_audio:
-        relative = Path("frames") / at.strftime("%Y-%m-%d") / f"{at.strftime('%H%M%S')}-{int(at.timestamp())}.wav"
+        relative = _frame_file(at, ".wav")
         (settings.data_dir / relative).parent.mkdir(parents=True, exist_ok=True)
         write_wav(settings.data_dir / relative, clip)
         fields["audio_path"] = str(relative)

@@ -12,32 +12,20 @@ models/weights: shipping a quantised model is a separate, deliberate decision.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.timing import median_ms
 from models import preprocess as pp
 from models.cascade import MODEL_FILES
 from models.networks import INPUT_SIZES
 
 THREADS = 2
-
-
-def _median_ms(fn, runs: int) -> float:
-    for _ in range(10):
-        fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1000
 
 
 def ort_session(path: Path):
@@ -69,8 +57,8 @@ def latency(weights: Path, runs: int) -> dict:
         sess = ort_session(weights / f)
         name = sess.get_inputs()[0].name
         out[kind] = {
-            "torch_ms": _median_ms(torch_run, runs),
-            "ort_ms": _median_ms(lambda s=sess, n=name, x=x: s.run(None, {n: x}), runs),
+            "torch_ms": median_ms(torch_run, runs, warmup=10),
+            "ort_ms": median_ms(lambda s=sess, n=name, x=x: s.run(None, {n: x}), runs, warmup=10),
         }
     return out
 
@@ -184,7 +172,7 @@ def _run(args) -> int:
             for k, p in paths.items():
                 sess = ort_session(p)
                 x = np.zeros((1, 3, INPUT_SIZES[k], INPUT_SIZES[k]), np.float32)
-                ms[k] = _median_ms(lambda s=sess, x=x: s.run(None, {"input": x}), args.runs)
+                ms[k] = median_ms(lambda s=sess, x=x: s.run(None, {"input": x}), args.runs, warmup=10)
             mb = sum(p.stat().st_size for p in paths.values()) / 1e6
             print(
                 f"{variant}: "

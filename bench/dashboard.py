@@ -17,12 +17,10 @@ import argparse
 import http.client
 import logging
 import random
-import statistics
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,6 +28,7 @@ sys.path.insert(0, str(REPO))
 
 from werkzeug.serving import make_server  # noqa: E402
 
+from bench.timing import timed  # noqa: E402
 from dashboard.app import create_app  # noqa: E402
 from db.store import Store, TickRow  # noqa: E402
 from settings import load_settings  # noqa: E402
@@ -77,19 +76,6 @@ def synthetic_year(days: int, seed: int = 7) -> list[TickRow]:
             )
         )
     return rows
-
-
-def timed(fn: Callable[[], object], runs: int) -> tuple[float, float]:
-    """(median ms, p90 ms) over `runs` calls after 5 warm-ups."""
-    for _ in range(5):
-        fn()
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1000.0)
-    samples.sort()
-    return statistics.median(samples), samples[int(0.9 * (len(samples) - 1))]
 
 
 def http_get(port: int, path: str) -> bytes:
