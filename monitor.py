@@ -216,8 +216,10 @@ def tick(settings: Settings, at: datetime, models: LazyCascade, cry: LazyCryMode
         model = cry.get() if row.cry_probability is not None else None
         if model is not None:
             crying = cry_alert(
-                row,
+                [*store.recent_ticks(settings.cry_window - 1), row],
                 threshold=model.threshold,
+                window=settings.cry_window,
+                needed=settings.cry_needed,
                 last_alert_ts=store.last_alert_ts("cry"),
                 cooldown_s=settings.cry_cooldown_s,
                 photo_path=row.jpeg_path or store.last_reference_jpeg(),

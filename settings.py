@@ -124,6 +124,8 @@ class Settings:
     audio_seconds: float = 5.0
     cry_threshold: float | None = None  # None: the threshold in models/weights/cry.json
     cry_cooldown_s: int = 900
+    cry_window: int = 3  # cry alert: the newest tick and CRY_NEEDED of the last CRY_WINDOW ticks heard crying
+    cry_needed: int = 2
     keep_audio: bool = False
 
     @property
@@ -178,6 +180,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "audio_seconds": _audio_seconds,
     "cry_threshold": _optional_unit_float,
     "cry_cooldown_s": _positive_int,
+    "cry_window": _positive_int,
+    "cry_needed": _positive_int,
     "keep_audio": _bool,
 }
 KEYS = tuple(name.upper() for name in _PARSERS)
@@ -215,6 +219,8 @@ def load_settings(
     settings = Settings(**values)
     if settings.wake_needed > settings.wake_window:
         raise SettingsError(f"setting WAKE_NEEDED={settings.wake_needed} exceeds WAKE_WINDOW={settings.wake_window}")
+    if settings.cry_needed > settings.cry_window:
+        raise SettingsError(f"setting CRY_NEEDED={settings.cry_needed} exceeds CRY_WINDOW={settings.cry_window}")
     if not settings.camera_url:
         raise SettingsError("setting CAMERA_URL is missing: an rtsp:// URL, a file or folder of JPEGs, or 'sample'")
     if bool(settings.telegram_bot_token) != bool(settings.telegram_chat_id):

@@ -2,13 +2,15 @@
 
 The wake rule is "at least `needed` of the last `window` classified frames show the baby awake"
 (2 of 3 by default), fired on the rising edge of that condition and not again within a cooldown.
-The cry rule fires when the tick's audio scores at or above the cry threshold, not again within its
-own cooldown. When both fire on the same tick the parent gets ONE message (`combine`).
+The cry rule is "the new tick's audio and at least `needed` of the last `window` ticks' audio reach the
+cry threshold" (2 of 3 by default), not again within its own cooldown. When both fire on the same tick
+the parent gets ONE message (`combine`).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from db.store import Alert, TickRow
 
@@ -82,22 +84,51 @@ def wake_alert(
     return Alert(kind=WAKE, caption=caption, photo_path=photo_path, created_ts=new.ts, tick_id=new.id)
 
 
-def cry_alert(
-    row: TickRow, *, threshold: float, last_alert_ts: float | None, cooldown_s: float, photo_path: str | None
-) -> Alert | None:
-    """A cry alert if the new row's audio scored at least `threshold`, unless one was raised within `cooldown_s`.
+def cry_heard(probabilities: Sequence[float | None], *, threshold: float, window: int, needed: int) -> bool:
+    """True when the newest clip (last element) reaches `threshold` and so do at least `needed` of the last
+    `window` clips. None (no audio that tick) counts as not crying.
 
-    Audio is new evidence on every tick, so an `unchanged` frame can still fire. Level-triggered on purpose:
-    a baby still crying when the cooldown has passed is worth telling again. `last_alert_ts` is
+    Why more than one clip: a single 5 s clip of a parent's voice, the TV or a squeaky toy scores like a cry
+    a few times an hour; a baby who needs the parent keeps crying for minutes. Asking for 2 of 3 ticks cuts
+    false alarms roughly to the square of the per-clip rate, at the cost of one tick interval of delay
+    (train/reports/cry.md measures both). Why the newest must be crying: a baby who stopped needs no alert.
+    Shared by the tick (`cry_alert`) and the evaluation (train/evaluate_cry.py), so the report measures
+    exactly the rule that runs."""
+    recent = list(probabilities)[-window:]
+    if not recent or recent[-1] is None or recent[-1] < threshold:
+        return False
+    return sum(p is not None and p >= threshold for p in recent) >= needed
+
+
+def cry_alert(
+    recent: list[TickRow],
+    *,
+    threshold: float,
+    window: int,
+    needed: int,
+    last_alert_ts: float | None,
+    cooldown_s: float,
+    photo_path: str | None,
+) -> Alert | None:
+    """A cry alert if `cry_heard` over the newest ticks (the new row LAST), unless one was raised within `cooldown_s`.
+
+    `recent` holds the newest ticks, oldest first, unchanged frames included: audio is new evidence on every
+    tick, whatever the picture did (`store.recent_ticks(window - 1)` plus the new row). Level-triggered on
+    purpose: a baby still crying when the cooldown has passed is worth telling again. `last_alert_ts` is
     `store.last_alert_ts('cry')`, which counts combined wake+cry alerts too.
     """
-    p = row.cry_probability
-    if p is None or p < threshold:
+    if not recent:
+        return None
+    row = recent[-1]
+    heard = cry_heard([r.cry_probability for r in recent], threshold=threshold, window=window, needed=needed)
+    if not heard:
         return None
     if last_alert_ts is not None and row.ts - last_alert_ts < cooldown_s:
         return None
+    crying = sum(r.cry_probability is not None and r.cry_probability >= threshold for r in recent[-window:])
     loudness = f", {row.dbfs:.0f} dBFS" if row.dbfs is not None else ""
-    caption = f"Baby seems to be crying (cry {p:.0%}{loudness}) — {clock(row.ts)}"
+    over = f"{crying} of the last {min(window, len(recent))} ticks, " if needed > 1 else ""
+    caption = f"Baby seems to be crying ({over}cry {row.cry_probability:.0%}{loudness}) — {clock(row.ts)}"
     return Alert(kind=CRY, caption=caption, photo_path=photo_path, created_ts=row.ts, tick_id=row.id)
 
 

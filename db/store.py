@@ -318,6 +318,14 @@ class Store:
         ).fetchall()
         return [_tick_from_sql(r) for r in reversed(rows)]
 
+    def recent_ticks(self, n: int) -> list[TickRow]:
+        """The newest n ticks, unchanged frames included, oldest first (input of the cry rule: audio is
+        new evidence on every tick)."""
+        rows = self._conn.execute(
+            f"SELECT id, {_TICK_COLUMNS} FROM ticks ORDER BY ts DESC, id DESC LIMIT ?", (n,)
+        ).fetchall()
+        return [_tick_from_sql(r) for r in reversed(rows)]
+
     def last_reference_jpeg(self) -> str | None:
         """The newest kept JPEG: what the pixel diff compares against."""
         r = self._conn.execute(

@@ -130,13 +130,16 @@ def _served_frame(tmp_path: Path) -> Path:
     return served
 
 
-def test_tick_on_a_camera_carrying_a_held_out_cry_stores_the_audio_fields(tmp_path, rtsp_server, held_out_audio):
+def test_tick_on_a_camera_carrying_a_held_out_cry_stores_the_audio_fields_and_alerts_on_the_second_crying_tick(
+    tmp_path, rtsp_server, held_out_audio
+):
     cry = decode_8k(held_out_audio("cry", "donateacry"))
     served_wav = tmp_path / "cry.wav"
     write_wav(served_wav, AudioClip(cry, RATE))  # a temp copy: the camera loops it as G.711
     url = rtsp_server(_served_frame(tmp_path), audio_wav=served_wav)
     data_dir = tmp_path / "data"
-    result = run_tick(data_dir, "--once", BILBO_CAMERA_URL=url, BILBO_AUDIO_SECONDS="5", BILBO_KEEP_AUDIO="true")
+    env = {"BILBO_CAMERA_URL": url, "BILBO_AUDIO_SECONDS": "5", "BILBO_KEEP_AUDIO": "true"}
+    result = run_tick(data_dir, "--once", "--at", "2026-11-21T03:00:00", **env)
     assert result.returncode == 0, result.stderr
     [row] = rows(data_dir)
     threshold = CryModel.load().threshold
@@ -148,8 +151,15 @@ def test_tick_on_a_camera_carrying_a_held_out_cry_stores_the_audio_fields(tmp_pa
     assert dbfs(kept) == pytest.approx(row.dbfs, abs=0.01)
     assert f"cry {row.cry_probability:.2f}" in result.stderr
     with Store.open(data_dir / "bilbo.sqlite3") as store:
+        assert store.alerts() == []  # one crying tick is not enough (CRY_NEEDED=2 of CRY_WINDOW=3)
+    # Four minutes later: the same picture (an unchanged frame), the baby still crying -> the cry alert.
+    result = run_tick(data_dir, "--once", "--at", "2026-11-21T03:04:00", **env)
+    assert result.returncode == 0, result.stderr
+    _first, second = rows(data_dir)
+    assert second.unchanged and second.cry_probability >= threshold
+    with Store.open(data_dir / "bilbo.sqlite3") as store:
         [alert] = store.alerts()
-    assert alert.kind in ("cry", "wake+cry") and "crying" in alert.caption and alert.tick_id == row.id
+    assert alert.kind == "cry" and "crying (2 of the last 2 ticks" in alert.caption and alert.tick_id == second.id
 
 
 def test_tick_on_a_camera_without_audio_stores_a_row_with_empty_audio_fields(tmp_path, rtsp_server):

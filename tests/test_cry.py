@@ -12,12 +12,13 @@ import wave
 import numpy as np
 import pytest
 
-from alerts.rules import combine, cry_alert, wake_alert
+from alerts.rules import combine, cry_alert, cry_heard, wake_alert
 from capture.audio import AudioClip, write_wav
 from db.schema import MIGRATIONS
 from db.store import Store, TickRow
 from models import audio_features as af
 from models.cry import CryModel, decode_8k
+from settings import SettingsError, load_settings
 from tests.tick_runner import REPO
 
 T0 = 1_700_000_000.0
@@ -125,14 +126,35 @@ def row(i: int, state: str = "asleep", cry: float | None = None, **extra) -> Tic
     )  # fmt: skip
 
 
-def test_cry_rule_threshold_cooldown_and_missing_audio():
-    kwargs = {"threshold": 0.6, "cooldown_s": 900, "photo_path": "frames/1.jpg"}
-    assert cry_alert(row(1, cry=None), last_alert_ts=None, **kwargs) is None
-    assert cry_alert(row(1, cry=0.59), last_alert_ts=None, **kwargs) is None
-    alert = cry_alert(row(1, cry=0.6), last_alert_ts=None, **kwargs)
+def test_cry_rule_threshold_cooldown_and_missing_audio_with_one_tick_needed():
+    kwargs = {"threshold": 0.6, "window": 1, "needed": 1, "cooldown_s": 900, "photo_path": "frames/1.jpg"}
+    assert cry_alert([row(1, cry=None)], last_alert_ts=None, **kwargs) is None
+    assert cry_alert([row(1, cry=0.59)], last_alert_ts=None, **kwargs) is None
+    alert = cry_alert([row(1, cry=0.6)], last_alert_ts=None, **kwargs)
     assert alert.kind == "cry" and "crying" in alert.caption and "60%" in alert.caption and "-23 dBFS" in alert.caption
-    assert cry_alert(row(4, cry=0.9), last_alert_ts=T0 + 240, **kwargs) is None  # 720 s later: cooling down
-    assert cry_alert(row(5, cry=0.9), last_alert_ts=T0 + 240, **kwargs) is not None  # 960 s later
+    assert cry_alert([row(4, cry=0.9)], last_alert_ts=T0 + 240, **kwargs) is None  # 720 s later: cooling down
+    assert cry_alert([row(5, cry=0.9)], last_alert_ts=T0 + 240, **kwargs) is not None  # 960 s later
+    assert cry_alert([], last_alert_ts=None, **kwargs) is None
+
+
+def test_cry_rule_two_of_three_needs_the_newest_tick_crying_and_one_more_in_the_window():
+    kwargs = {"threshold": 0.6, "window": 3, "needed": 2, "cooldown_s": 900, "photo_path": None}
+    fire = lambda *cries: cry_alert([row(i, cry=c) for i, c in enumerate(cries)], last_alert_ts=None, **kwargs)  # noqa: E731
+    assert fire(0.9) is None  # one crying clip: a voice or a squeaky toy does this
+    assert fire(0.1, 0.9) is None
+    assert fire(0.9, 0.9) is not None
+    assert "2 of the last 2 ticks" in fire(0.9, 0.9).caption
+    assert fire(0.9, 0.1, 0.9) is not None and "2 of the last 3 ticks" in fire(0.9, 0.1, 0.9).caption
+    assert fire(0.9, 0.9, 0.1) is None  # the baby stopped: no alert now
+    assert fire(0.9, None, 0.1, 0.9) is None  # the older crying tick fell out of the window; no audio counts as quiet
+    assert fire(0.9, 0.1, 0.1, 0.9, 0.95).created_ts == row(4).ts  # the alert belongs to the newest tick
+    assert cry_heard([0.7, 0.2, 0.65], threshold=0.6, window=3, needed=2)
+    assert not cry_heard([0.7, 0.2, 0.65], threshold=0.6, window=2, needed=2)
+
+
+def test_cry_needed_cannot_exceed_window():
+    with pytest.raises(SettingsError, match="CRY_NEEDED"):
+        load_settings(None, environ={"BILBO_CRY_NEEDED": "3", "BILBO_CRY_WINDOW": "2"})
 
 
 def test_wake_and_cry_on_the_same_tick_make_one_message_that_counts_for_both_cooldowns(tmp_path):
@@ -140,7 +162,8 @@ def test_wake_and_cry_on_the_same_tick_make_one_message_that_counts_for_both_coo
     new = row(2, "awake", cry=0.97)
     wake = wake_alert([*history, new], window=3, needed=2, last_alert_ts=None, cooldown_s=1800,
                       photo_path=new.jpeg_path)  # fmt: skip
-    cry = cry_alert(new, threshold=0.5, last_alert_ts=None, cooldown_s=900, photo_path=new.jpeg_path)
+    cry = cry_alert([*history, new], threshold=0.5, window=1, needed=1, last_alert_ts=None, cooldown_s=900,
+                    photo_path=new.jpeg_path)  # fmt: skip
     [message] = combine([wake, cry])
     assert message.kind == "wake+cry" and message.photo_path == new.jpeg_path
     assert "waking" in message.caption and "crying" in message.caption
