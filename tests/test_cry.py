@@ -207,3 +207,21 @@ def test_a_database_from_before_audio_migrates_and_keeps_its_rows(tmp_path):
     with Store.open(path) as store:
         [old] = store.ticks_between(0, 2e9)
         assert old.source == "old" and old.cry_probability is None and old.audio_path is None
+
+
+# --- the evaluation's monitor simulation (train/evaluate_cry.py) ----------------------------------------
+
+
+def test_monitor_simulation_applies_the_tick_rule_and_the_cooldown():
+    from train.evaluate_cry import DEFAULTS, simulate_alerts
+
+    rng = np.random.default_rng(0)
+    always, never = np.array([0.9, 0.95]), np.array([0.1, 0.2])
+    gap = -(-DEFAULTS.cry_cooldown_s // DEFAULTS.tick_interval_s)  # ticks between two alerts
+    assert simulate_alerts(always, 0.5, 3, 2, 12, rng) == list(range(1, 12, gap))  # 2nd tick, then each cooldown
+    assert simulate_alerts(always, 0.5, 1, 1, 12, rng) == list(range(0, 12, gap))
+    assert simulate_alerts(never, 0.5, 1, 1, 100, rng) == []
+    assert simulate_alerts(always, 0.5, 3, 2, 12, rng, stop_at_first=True) == [1]
+    half = simulate_alerts(np.array([0.9, 0.1]), 0.5, 1, 1, 15 * 400, rng)  # half the windows cry-like
+    expected = 15 * 400 / (gap + 1)  # after each cooldown a fair coin takes 1 more tick on average
+    assert abs(len(half) - expected) < 0.08 * expected
