@@ -45,7 +45,7 @@ class TorchCascade(Cascade):
 
     def _infer(self, kind: str, x):
         with torch.inference_mode():
-            return self._nets[kind](torch.from_numpy(x[None]))[0].numpy()
+            return self._nets[kind](torch.from_numpy(x)).numpy()
 
 
 class TorchLazyCascade(monitor.LazyCascade):

@@ -99,23 +99,25 @@ class Cascade:
             eye_threshold = float(manifest["models"]["eyes"].get("threshold", 0.7))
         return cls(sessions, manifest, presence_threshold, face_threshold, eye_threshold)
 
-    def _infer(self, kind: str, x: np.ndarray) -> np.ndarray:
-        return self._s[kind].run(None, {self._inputs[kind]: x[None]})[0][0]
+    def _infer(self, kind: str, batch: np.ndarray) -> np.ndarray:
+        """Model outputs for a normalised (N, 3, H, W) batch (bench/torch_tick.py swaps this for torch)."""
+        return self._s[kind].run(None, {self._inputs[kind]: batch})[0]
 
     def presence(self, frame_bgr: np.ndarray, box: tuple[int, int, int, int]) -> float:
         """P(present) for the crop."""
         x = pp.normalise(pp.square_rgb(frame_bgr, box, pp.PRESENCE_SIZE))
-        return float(pp.softmax(self._infer("presence", x))[1])
+        return float(pp.softmax(self._infer("presence", x[None])[0])[1])
 
     def face(self, frame_bgr: np.ndarray, box: tuple[int, int, int, int]) -> tuple[pp.Box, float]:
         """(face box in frame pixels, face-found probability) for the crop."""
-        out = self._infer("face", pp.normalise(pp.square_rgb(frame_bgr, box, pp.FACE_SIZE)))
+        out = self._infer("face", pp.normalise(pp.square_rgb(frame_bgr, box, pp.FACE_SIZE))[None])[0]
         return pp.box_to_frame(out[:4], box), float(1.0 / (1.0 + np.exp(-float(out[4]))))
 
     def eye_probs(self, eye_images_u8: list[np.ndarray]) -> np.ndarray:
-        """P(open) for each preprocessed eye crop (pp.eye_gray); one call per eye, through _infer
-        (bench/torch_tick.py swaps _infer for torch)."""
-        return np.array([pp.softmax(self._infer("eyes", pp.normalise(e)))[1] for e in eye_images_u8])
+        """P(open) for each preprocessed eye crop (pp.eye_gray): the mean over the crop and its mirror
+        image (pp.with_mirror), all in one batch."""
+        logits = self._infer("eyes", pp.normalise(pp.with_mirror(np.stack(eye_images_u8))))
+        return pp.mean_over_mirror(pp.softmax(logits)[:, 1])
 
     def eyes(self, frame_bgr: np.ndarray, face_box: pp.Box) -> tuple[str, float]:
         p_open = self.eye_probs([pp.eye_gray(frame_bgr, r) for r in pp.eye_regions(face_box)])

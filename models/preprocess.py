@@ -100,6 +100,22 @@ def box_to_crop01(box: Box, crop: tuple[int, int, int, int]) -> tuple[float, flo
     return ((box[0] - x1) / w, (box[1] - y1) / h, (box[2] - x1) / w, (box[3] - y1) / h)
 
 
+def with_mirror(images_u8: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) eye crops -> (2N, H, W, 3): the crops, then their left-right mirror images.
+
+    The eye model's P(open) is the mean over a crop and its mirror (`mean_over_mirror`): an eye is an
+    eye either way round, and averaging the two views steadies the verdict on glare and half-open lids.
+    Chosen on the validation people (macro F1 0.951 -> 0.959, every crop); costs one more 64 px inference
+    per eye, in the same batch."""
+    return np.concatenate([images_u8, images_u8[:, :, ::-1]])
+
+
+def mean_over_mirror(p: np.ndarray) -> np.ndarray:
+    """Per-crop mean of the scores of `with_mirror`'s two halves."""
+    n = len(p) // 2
+    return (p[:n] + p[n:]) / 2
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = np.asarray(logits, np.float64)
     z = np.exp(z - z.max(axis=-1, keepdims=True))

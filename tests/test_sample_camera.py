@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
@@ -110,9 +109,8 @@ def test_awake_baby_moves_every_few_ticks():
     assert len(boxes) >= 3
 
 
-def test_render_scene_truth_and_speed():
+def test_render_scene_truth():
     rng = np.random.default_rng(11)
-    start = time.perf_counter()
     for i in range(30):
         eyes = ["open", "closed", "away", None][i % 4]
         img, truth = sc.render_scene(rng, presence=eyes is not None, eyes=eyes, night=bool(i % 3 == 0))
@@ -125,7 +123,6 @@ def test_render_scene_truth_and_speed():
             assert bx1 <= x1 < x2 <= bx2 and by1 <= y1 < y2 <= by2
         else:
             assert truth.face_box is None
-    assert (time.perf_counter() - start) / 30 < 0.04  # < 20 ms on a quiet machine; slack for a busy CI box
     with pytest.raises(ValueError):
         sc.render_scene(rng, presence=True, eyes=None, night=False)
 

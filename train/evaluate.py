@@ -55,6 +55,18 @@ def run_onnx(sess, x_u8: np.ndarray) -> np.ndarray:
     return np.concatenate([sess.run(None, {"input": x[i : i + 256]})[0] for i in range(0, len(x), 256)])
 
 
+def eye_p_open(sess, x_u8: np.ndarray) -> np.ndarray:
+    """P(open) per eye crop exactly as the tick computes it: mean over the crop and its mirror image."""
+    from train.vision import to_u8_rgb
+
+    return np.concatenate(
+        [
+            pp.mean_over_mirror(pp.softmax(run_onnx(sess, pp.with_mirror(to_u8_rgb(x_u8[i : i + 128]))))[:, 1])
+            for i in range(0, len(x_u8), 128)
+        ]
+    )
+
+
 # ---- metrics ------------------------------------------------------------------------------------
 def classification(pred: np.ndarray, y: np.ndarray, names) -> dict:
     cm = np.zeros((2, 2), int)
@@ -144,7 +156,7 @@ def haar_eye_baseline(data: Path, refs: np.ndarray, y: np.ndarray) -> dict:
 def eye_latency_ms(sess, x_u8: np.ndarray, n: int = 200) -> float:
     from train.vision import to_u8_rgb
 
-    x = pp.normalise(to_u8_rgb(x_u8[:1]))
+    x = pp.normalise(pp.with_mirror(to_u8_rgb(x_u8[:1])))  # one crop as the tick scores it: with its mirror
     times = []
     for _ in range(n):
         t0 = time.perf_counter()
@@ -250,10 +262,10 @@ def evaluate_and_write(
     )
 
     # eyes: threshold on validation, then test
-    p_val = pp.softmax(run_onnx(s["eyes"], A("eyes", "val", "x")))[:, 1]
+    p_val = eye_p_open(s["eyes"], A("eyes", "val", "x"))
     val_src = A("eyes", "val", "source")
     threshold = choose_threshold(p_val[val_src == "mrl"])
-    pe = pp.softmax(run_onnx(s["eyes"], A("eyes", "test", "x")))[:, 1]
+    pe = eye_p_open(s["eyes"], A("eyes", "test", "x"))
     ye, conf = A("eyes", "test", "y"), np.maximum(pe, 1 - pe)
     prede, covered = (pe >= 0.5).astype(int), conf >= threshold
 
