@@ -24,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+import retention
 from alerts.notifiers import notifier_from_settings
 from alerts.outbox import deliver_pending
 from alerts.rules import combine, cry_alert, rows_needed, wake_alert
@@ -268,6 +269,20 @@ def deliver_alerts(settings: Settings, now: float) -> None:
         log.error("alerts not delivered this tick (will retry): %s", exc)
 
 
+def apply_retention(settings: Settings, now: float) -> None:
+    """Delete old frames/clips (RETENTION_DAYS, MIN_FREE_MB); a problem is one warning, never a failed tick."""
+    try:
+        with Store.open(settings.db_path) as store:
+            report = retention.prune(store, settings.data_dir, settings, now)
+    except (OSError, StoreError) as exc:
+        log.warning("retention did not finish this tick (the next tick tries again): %s", exc)
+        return
+    if report.removed_files:
+        log.info("retention: %s", report.summary(settings))
+    if problem := report.problem(settings):
+        log.warning("retention: %s", problem)
+
+
 def run_once(settings: Settings, at: datetime, models: LazyCascade, cry: LazyCryModel | None = None) -> int:
     try:
         row = tick(settings, at, models, cry)
@@ -277,6 +292,7 @@ def run_once(settings: Settings, at: datetime, models: LazyCascade, cry: LazyCry
         log.error("tick failed: %s", exc)
         code = 1
     deliver_alerts(settings, now=at.timestamp())
+    apply_retention(settings, now=at.timestamp())  # after a failed tick too: a full disk is a reason ticks fail
     return code
 
 

@@ -57,6 +57,13 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("want a whole number, 0 (off) or above")
+    return value
+
+
 def _audio_seconds(raw: str) -> float:
     value = float(raw)
     if not 0.0 <= value <= 30.0:
@@ -127,6 +134,8 @@ class Settings:
     cry_window: int = 3  # cry alert: the newest tick and CRY_NEEDED of the last CRY_WINDOW ticks heard crying
     cry_needed: int = 2
     keep_audio: bool = False
+    retention_days: int = 30  # frames/clips of older ticks are deleted (labelled ones kept); 0 = keep forever
+    min_free_mb: int = 500  # below this much free disk the oldest frames/clips go first; 0 = no disk check
 
     @property
     def db_path(self) -> Path:
@@ -183,6 +192,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "cry_window": _positive_int,
     "cry_needed": _positive_int,
     "keep_audio": _bool,
+    "retention_days": _non_negative_int,
+    "min_free_mb": _non_negative_int,
 }
 KEYS = tuple(name.upper() for name in _PARSERS)
 

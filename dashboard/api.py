@@ -8,6 +8,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 from flask import Blueprint, Flask, abort, jsonify, request
 
@@ -26,9 +27,19 @@ MAX_REVIEW_LIMIT = 500
 REMAINING_CAP = 1000  # the queue says "1000+" beyond this
 
 
+def pruned_description(row: TickRow) -> str:
+    """Why a tick's frame is gone, for the frame endpoint's 404, a refused correction and the page."""
+    when = datetime.fromtimestamp(row.media_pruned_ts or 0).strftime("%Y-%m-%d %H:%M")
+    return (
+        f"frame removed by retention on {when} (older than RETENTION_DAYS, or the disk was short of MIN_FREE_MB); "
+        "the tick's results are kept"
+    )
+
+
 def tick_json(row: TickRow, label: HumanLabel | None = None) -> dict:
     data = row.to_json()
-    data["has_jpeg"] = row.jpeg_path is not None
+    data["has_jpeg"] = row.jpeg_path is not None and not row.media_pruned
+    data["media_pruned"] = row.media_pruned
     del data["jpeg_path"]
     data["human"] = label_json(label)
     data["effective_state"] = effective_state(row, label)
@@ -203,6 +214,8 @@ def register_api(app: Flask, settings: Settings, open_store: Callable[[], Store]
             row = _tick_or_404(db, tick_id)
             if row.jpeg_path is None:
                 abort(409, description=f"tick {tick_id} kept no frame (unchanged): correct the frame it reused instead")
+            if row.media_pruned:
+                abort(409, description=f"tick {tick_id}: {pruned_description(row)}; there is no frame left to label")
             ids = db.add_corrections(tick_id, changes, author, now=time.time())
             label = db.human_label(tick_id)
             _backup(settings, jsonl.append_corrections, [c for c in db.corrections(tick_id) if c.id in ids])

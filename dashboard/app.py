@@ -13,7 +13,7 @@ from pathlib import Path
 from flask import Flask, Response, abort, jsonify, send_file
 from werkzeug.exceptions import HTTPException
 
-from dashboard.api import register_api
+from dashboard.api import pruned_description, register_api
 from dashboard.security import Guard
 from db.store import Store, StoreError
 from settings import Settings
@@ -59,6 +59,8 @@ def create_app(settings: Settings) -> Flask:
             row = db.tick(tick_id)
         if row is None or row.jpeg_path is None:
             abort(404, description=f"tick {tick_id} has no stored frame")
+        if row.media_pruned:
+            abort(404, description=f"tick {tick_id}: {pruned_description(row)}")
         path = (settings.data_dir / row.jpeg_path).resolve()
         if settings.data_dir.resolve() not in path.parents or not path.is_file():
             abort(404, description=f"frame of tick {tick_id} is missing on disk")

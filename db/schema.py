@@ -73,6 +73,21 @@ MIGRATIONS: list[str] = [
     ALTER TABLE ticks ADD COLUMN audio_s REAL;           -- seconds of audio recorded
     ALTER TABLE ticks ADD COLUMN audio_path TEXT;        -- .wav beside the JPEG, relative to the data dir
     """,
+    # 4: retention (retention.py) deletes old frames/clips but keeps the row and its paths as history, noting when.
+    # `ticks_prunable` serves retention's oldest-first walk over ticks that still have files; `ticks_review` is
+    # rebuilt with the same expression (see migration 2) so the review queue leaves frames that are gone out.
+    """
+    ALTER TABLE ticks ADD COLUMN media_pruned_ts REAL;   -- when retention removed the JPEG/.wav; NULL while kept
+    CREATE INDEX ticks_prunable ON ticks (ts)
+        WHERE media_pruned_ts IS NULL AND (jpeg_path IS NOT NULL OR audio_path IS NOT NULL);
+    DROP INDEX ticks_review;
+    CREATE INDEX ticks_review ON ticks (
+        (CASE WHEN eyes_label = 'unknown' THEN 0.0
+              ELSE min(coalesce(presence_conf, 1.0), coalesce(face_conf, 1.0), coalesce(eyes_conf, 1.0)) END
+         - CASE WHEN night THEN 0.25 ELSE 0.0 END),
+        ts
+    ) WHERE unchanged = 0 AND jpeg_path IS NOT NULL AND media_pruned_ts IS NULL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

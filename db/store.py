@@ -47,6 +47,12 @@ class TickRow:
     dbfs: float | None = None  # RMS loudness of the clip, dB re full scale
     audio_s: float | None = None  # seconds of audio actually recorded
     audio_path: str | None = None  # .wav beside the JPEG, relative to the data dir; only with KEEP_AUDIO
+    # When retention (retention.py, migration 4) deleted the JPEG/.wav; the paths above stay as history.
+    media_pruned_ts: float | None = None
+
+    @property
+    def media_pruned(self) -> bool:
+        return self.media_pruned_ts is not None
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -81,7 +87,8 @@ CORRECTION_FIELDS = ("presence", "eyes", "face_box", "reviewed")
 NIGHT_REVIEW_BOOST = 0.25
 # Review priority, lowest first: the weakest stage confidence that ran ('unknown' eyes count as 0),
 # minus a boost for infrared night frames (the model's weakest data). Must match, character for
-# character, the expression of the `ticks_review` index in migration 2, so ORDER BY walks the index.
+# character, the expression of the `ticks_review` index (migration 2, rebuilt in 4 to leave out frames that
+# retention removed), so ORDER BY walks the index.
 # Hook: when a teacher exists, subtract a disagreement term here and in a new migration's index.
 REVIEW_PRIORITY_SQL = (
     "CASE WHEN eyes_label = 'unknown' THEN 0.0 ELSE min(coalesce(presence_conf, 1.0), coalesce(face_conf, 1.0), "
@@ -142,7 +149,12 @@ def _fold_labels(corrections: Sequence[Correction]) -> dict[int, HumanLabel]:
 _TICK_COLUMNS = (
     "ts, source, unchanged, diff_score, night, state, presence_label, presence_conf, "
     "face_x1, face_y1, face_x2, face_y2, face_conf, eyes_label, eyes_conf, jpeg_path, model_version, duration_ms, "
-    "cry_probability, dbfs, audio_s, audio_path"
+    "cry_probability, dbfs, audio_s, audio_path, media_pruned_ts"
+)
+# The review queue's rows: classified, a frame still on disk, no current human decision (matches ticks_review).
+_UNREVIEWED_SQL = (
+    "unchanged = 0 AND jpeg_path IS NOT NULL AND media_pruned_ts IS NULL "
+    "AND NOT EXISTS (SELECT 1 FROM corrections c WHERE c.tick_id = t.id AND c.undone_ts IS NULL)"
 )
 _OUTBOX_COLUMNS = "id, kind, caption, photo_path, created_ts, tick_id, attempts, last_error, sent_ts"
 
@@ -169,6 +181,7 @@ def _tick_params(row: TickRow) -> tuple:
         row.dbfs,
         row.audio_s,
         row.audio_path,
+        row.media_pruned_ts,
     )
 
 
@@ -195,6 +208,7 @@ def _tick_from_sql(r: sqlite3.Row) -> TickRow:
         dbfs=r["dbfs"],
         audio_s=r["audio_s"],
         audio_path=r["audio_path"],
+        media_pruned_ts=r["media_pruned_ts"],
     )
 
 
@@ -342,8 +356,8 @@ class Store:
     def timeline_points(self, start_ts: float, end_ts: float) -> list[dict[str, Any]]:
         """Ticks in [start_ts, end_ts) as JSON-ready dicts (the dashboard's hot path).
 
-        Same content as TickRow.to_json() minus jpeg_path, plus has_jpeg. Plain tuples and dicts
-        instead of sqlite3.Row and frozen dataclasses: a day of ticks in well under 2 ms.
+        Same content as TickRow.to_json() minus jpeg_path, plus has_jpeg (false once retention removed it).
+        Plain tuples and dicts instead of sqlite3.Row and frozen dataclasses: a day of ticks in well under 2 ms.
         """
         cursor = self._conn.cursor()
         cursor.row_factory = None
@@ -352,7 +366,7 @@ class Store:
         ).fetchall()
         points = []
         for (tid, ts, source, unchanged, diff, night, state, p_label, p_conf, x1, y1, x2, y2, f_conf, e_label, e_conf,
-             jpeg, version, duration, cry, level, audio_s, audio_path) in rows:  # fmt: skip
+             jpeg, version, duration, cry, level, audio_s, audio_path, pruned) in rows:  # fmt: skip
             points.append(
                 {
                     "id": tid,
@@ -368,19 +382,70 @@ class Store:
                     "face_conf": f_conf,
                     "eyes_label": e_label,
                     "eyes_conf": e_conf,
-                    "has_jpeg": jpeg is not None,
+                    "has_jpeg": jpeg is not None and pruned is None,
                     "model_version": version,
                     "duration_ms": duration,
                     "cry_probability": cry,
                     "dbfs": level,
                     "audio_s": audio_s,
                     "audio_path": audio_path,
+                    "media_pruned_ts": pruned,
                 }
             )
         return points
 
     def count_ticks(self) -> int:
         return self._conn.execute("SELECT COUNT(*) FROM ticks").fetchone()[0]
+
+    # --- retention (retention.py) ------------------------------------------------------------
+
+    @staticmethod
+    def _prunable_sql(before_ts: float | None, after: tuple[float, int] | None) -> tuple[str, list]:
+        """Ticks whose files retention may delete. The first WHERE term is the `ticks_prunable` index's own.
+
+        Never: a tick with any correction row (labelled frames are kept, even a decision later undone), the
+        newest tick with a JPEG (the pixel diff's reference, `last_reference_jpeg`), nor a JPEG that an unsent
+        alert will attach (the outbox retries it; the parent should still get the snapshot).
+        """
+        where = [
+            "media_pruned_ts IS NULL AND (jpeg_path IS NOT NULL OR audio_path IS NOT NULL)",
+            "NOT EXISTS (SELECT 1 FROM corrections c WHERE c.tick_id = t.id)",
+            "NOT EXISTS (SELECT 1 FROM outbox o WHERE o.sent_ts IS NULL AND o.photo_path = t.jpeg_path)",
+            "t.id IS NOT (SELECT id FROM ticks WHERE jpeg_path IS NOT NULL ORDER BY ts DESC, id DESC LIMIT 1)",
+        ]
+        params: list = []
+        if before_ts is not None:
+            where.append("ts < ?")
+            params.append(before_ts)
+        if after is not None:
+            where.append("(ts, id) > (?, ?)")
+            params.extend(after)
+        return f"SELECT id, {_TICK_COLUMNS} FROM ticks t WHERE {' AND '.join(where)} ORDER BY ts, id LIMIT ?", params
+
+    def prunable_media(
+        self, before_ts: float | None, limit: int, after: tuple[float, int] | None = None
+    ) -> list[TickRow]:
+        """Up to `limit` ticks whose kept JPEG/.wav retention may delete, oldest first.
+
+        `before_ts` None: any age (the disk is short of space). `after` (ts, id): continue past the rows a
+        pass already handled, so files it could not delete never make it loop.
+        """
+        sql, params = self._prunable_sql(before_ts, after)
+        return [_tick_from_sql(r) for r in self._conn.execute(sql, (*params, limit)).fetchall()]
+
+    def prunable_media_plan(self) -> str:
+        """EXPLAIN QUERY PLAN of the retention walk (tests assert it uses its index)."""
+        sql, params = self._prunable_sql(0.0, (0.0, 0))
+        return "\n".join(r["detail"] for r in self._conn.execute(f"EXPLAIN QUERY PLAN {sql}", (*params, 10)))
+
+    def mark_media_pruned(self, ids: Sequence[int], ts: float) -> None:
+        """Record that retention deleted these ticks' files (the paths stay as history)."""
+        if not ids:
+            return
+        with self._write() as conn:
+            conn.executemany(
+                "UPDATE ticks SET media_pruned_ts = ? WHERE id = ? AND media_pruned_ts IS NULL", [(ts, i) for i in ids]
+            )
 
     # --- alerts ------------------------------------------------------------------------------
 
@@ -502,16 +567,14 @@ class Store:
         return sorted(((t, labels[t.id]) for t in ticks if t is not None), key=lambda pair: pair[0].ts)
 
     def review_queue(self, limit: int) -> list[tuple[TickRow, float]]:
-        """Unreviewed classified ticks with a JPEG, most worth a human look first, with their priority.
+        """Unreviewed classified ticks with a JPEG still on disk, most worth a human look first, with their priority.
 
         Walks the partial expression index `ticks_review` in order and stops after `limit` rows,
         so the cost does not grow with the size of the history.
         """
         rows = self._conn.execute(
             f"SELECT id, {_TICK_COLUMNS}, {REVIEW_PRIORITY_SQL} AS priority FROM ticks t "
-            "WHERE unchanged = 0 AND jpeg_path IS NOT NULL "
-            "AND NOT EXISTS (SELECT 1 FROM corrections c WHERE c.tick_id = t.id AND c.undone_ts IS NULL) "
-            f"ORDER BY {REVIEW_PRIORITY_SQL}, ts LIMIT ?",
+            f"WHERE {_UNREVIEWED_SQL} ORDER BY {REVIEW_PRIORITY_SQL}, ts LIMIT ?",
             (limit,),
         ).fetchall()
         return [(_tick_from_sql(r), r["priority"]) for r in rows]
@@ -519,8 +582,7 @@ class Store:
     def review_queue_plan(self) -> str:
         """EXPLAIN QUERY PLAN of the review queue (tests assert it uses the index)."""
         rows = self._conn.execute(
-            f"EXPLAIN QUERY PLAN SELECT id FROM ticks t WHERE unchanged = 0 AND jpeg_path IS NOT NULL "
-            "AND NOT EXISTS (SELECT 1 FROM corrections c WHERE c.tick_id = t.id AND c.undone_ts IS NULL) "
+            f"EXPLAIN QUERY PLAN SELECT id FROM ticks t WHERE {_UNREVIEWED_SQL} "
             f"ORDER BY {REVIEW_PRIORITY_SQL}, ts LIMIT 10"
         ).fetchall()
         return "\n".join(r["detail"] for r in rows)
@@ -529,8 +591,7 @@ class Store:
         """How many classified frames with a JPEG nobody has looked at yet, counted up to `cap`
         (a year holds ~90k: counting them all costs 30 ms and "1000+" says the same to a parent)."""
         return self._conn.execute(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM ticks t WHERE unchanged = 0 AND jpeg_path IS NOT NULL "
-            "AND NOT EXISTS (SELECT 1 FROM corrections c WHERE c.tick_id = t.id AND c.undone_ts IS NULL) LIMIT ?)",
+            f"SELECT COUNT(*) FROM (SELECT 1 FROM ticks t WHERE {_UNREVIEWED_SQL} LIMIT ?)",
             (cap,),
         ).fetchone()[0]
 
