@@ -2,6 +2,8 @@
 
 A systemd timer or launchd agent runs `python monitor.py --once` every few minutes. Each tick
 is independent: if one fails it logs one line and exits non-zero, and the next tick retries.
+A tick whose capture failed is recorded, so CAMERA_DOWN_TICKS failures in a row send one "camera
+unreachable" alert (and a "camera back" alert when a frame arrives again).
 
     python monitor.py --once                      # one tick on CAMERA_URL from .env
     python monitor.py --once --source sample      # one tick on the built-in sample camera
@@ -27,9 +29,9 @@ import numpy as np
 import retention
 from alerts.notifiers import notifier_from_settings
 from alerts.outbox import deliver_pending
-from alerts.rules import combine, cry_alert, rows_needed, wake_alert
+from alerts.rules import camera_back_alert, camera_down_alert, combine, cry_alert, rows_needed, wake_alert
 from capture.audio import write_wav
-from capture.ffmpeg import CaptureError
+from capture.ffmpeg import CaptureError, redact_text
 from capture.night import is_infrared
 from capture.pixeldiff import diff_score
 from capture.sources import CapturedFrame, grab
@@ -227,7 +229,11 @@ def tick(settings: Settings, at: datetime, models: LazyCascade, cry: LazyCryMode
             )
             alerts += [crying] if crying else []
         try:
-            row = replace(row, id=store.insert_tick(row, combine(alerts)))
+            outage = store.camera_outage()  # the outage this tick's frame ends (failures 0: there was none)
+            back = camera_back_alert(
+                failures=outage.failures, since_ts=outage.since_ts, alerted=outage.alerted, at_ts=row.ts
+            )
+            row = replace(row, id=store.insert_tick(row, [*combine(alerts), *([back] if back else [])]))
         except StoreError:
             for kept in (row.jpeg_path, row.audio_path):
                 if kept:
@@ -260,6 +266,35 @@ def describe(row: TickRow) -> str:
     return f"{when} {mode}: {row.state} ({', '.join(parts)}){heard} [{row.duration_ms:.0f} ms]"
 
 
+def note_capture_failure(settings: Settings, at: datetime, error: CaptureError) -> None:
+    """Record a tick that got no frame, and queue the outage's one "camera unreachable" alert when this failure
+    makes CAMERA_DOWN_TICKS in a row (`alerts.rules.camera_down_alert`); `deliver_alerts` then sends it.
+
+    Every CaptureError counts, a corrupt or undecodable frame and a missing ffmpeg included, not only a refused,
+    hanging or password-rejecting camera: what matters to the parent is that no frame reached the models, and a
+    camera that keeps sending broken frames leaves the baby as unwatched as an unplugged one. One bad frame does
+    not alert (it takes N in a row). Failures that are not the camera's (missing weights, a locked database) are
+    not counted here. A failure to record (database locked, disk full) is one warning line, never a crash: the
+    tick has already failed and logged why.
+    """
+    ts = at.timestamp()
+    reason = redact_text(str(error))  # capture/ already redacts; a second pass costs nothing
+    try:
+        with Store.open(settings.db_path) as store:
+            outage = store.camera_outage()
+            alert = camera_down_alert(
+                failures=outage.failures + 1,
+                since_ts=ts if outage.since_ts is None else outage.since_ts,
+                reason=reason,
+                down_ticks=settings.camera_down_ticks,
+                alerted=outage.alerted,
+                at_ts=ts,
+            )
+            store.add_capture_failure(ts, reason, alert)
+    except (StoreError, OSError) as exc:
+        log.warning("capture failure not recorded (a camera-down alert may come a tick late): %s", exc)
+
+
 def deliver_alerts(settings: Settings, now: float) -> None:
     """Send what is in the outbox; runs after every tick, failed or not, so outages never drop alerts."""
     try:
@@ -288,7 +323,11 @@ def run_once(settings: Settings, at: datetime, models: LazyCascade, cry: LazyCry
         row = tick(settings, at, models, cry)
         log.info("tick %s", describe(row))
         code = 0
-    except (CaptureError, ModelError, StoreError, OSError) as exc:
+    except CaptureError as exc:
+        log.error("tick failed: %s", exc)
+        note_capture_failure(settings, at, exc)
+        code = 1
+    except (ModelError, StoreError, OSError) as exc:
         log.error("tick failed: %s", exc)
         code = 1
     deliver_alerts(settings, now=at.timestamp())

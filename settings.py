@@ -136,6 +136,7 @@ class Settings:
     keep_audio: bool = False
     retention_days: int = 30  # frames/clips of older ticks are deleted (labelled ones kept); 0 = keep forever
     min_free_mb: int = 500  # below this much free disk the oldest frames/clips go first; 0 = no disk check
+    camera_down_ticks: int = 3  # one "camera unreachable" alert after this many failed captures in a row; 0 = never
 
     @property
     def db_path(self) -> Path:
@@ -194,6 +195,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "keep_audio": _bool,
     "retention_days": _non_negative_int,
     "min_free_mb": _non_negative_int,
+    "camera_down_ticks": _non_negative_int,
 }
 KEYS = tuple(name.upper() for name in _PARSERS)
 

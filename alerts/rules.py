@@ -5,6 +5,8 @@ The wake rule is "at least `needed` of the last `window` classified frames show 
 The cry rule is "the new tick's audio and at least `needed` of the last `window` ticks' audio reach the
 cry threshold" (2 of 3 by default), not again within its own cooldown. When both fire on the same tick
 the parent gets ONE message (`combine`).
+The camera rules are about the monitor itself: "this many ticks in a row got no frame" (`camera_down_alert`,
+once per outage) and "a frame arrived again after an outage the parent was told about" (`camera_back_alert`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from db.store import Alert, TickRow
 
 WAKE = "wake"
 CRY = "cry"
+CAMERA = "camera"
+MAX_REASON_CHARS = 300  # a capture error is one line; this keeps a freak one from swamping the phone screen
 
 
 def rows_needed(window: int) -> int:
@@ -141,3 +145,44 @@ def combine(alerts: list[Alert]) -> list[Alert]:
     caption = "\n".join(a.caption for a in alerts)
     kind = "+".join(a.kind for a in alerts)
     return [Alert(kind=kind, caption=caption, photo_path=photo, created_ts=first.created_ts, tick_id=first.tick_id)]
+
+
+def camera_down_alert(
+    *, failures: int, since_ts: float, reason: str, down_ticks: int, alerted: bool, at_ts: float
+) -> Alert | None:
+    """A "camera unreachable" alert when `failures` ticks in a row (the one at `at_ts` included) got no frame.
+
+    `since_ts` is the first failure of this outage, `reason` the newest failure's message, already redacted
+    (capture/ffmpeg.py never puts a camera password in a CaptureError), `down_ticks` is CAMERA_DOWN_TICKS
+    (0 = never alert), `alerted` whether this outage already raised its alert (`store.camera_outage()`).
+
+    Fires when `failures` reaches `down_ticks` and the outage has not been alerted yet. ">=" rather than "==":
+    a tick that could not record its failure (database locked) or a CAMERA_DOWN_TICKS lowered mid-outage must
+    not skip the alert for good; `alerted` is what keeps it to exactly one per outage, however long it lasts.
+    Why not on the first failure: one refused connection or one corrupt frame (the camera rebooting, a Wi-Fi
+    hiccup) is normal and the next tick usually works; N in a row means nobody is watching the baby.
+    """
+    if down_ticks <= 0 or alerted or failures < down_ticks:
+        return None
+    reason = " ".join(reason.split())
+    if len(reason) > MAX_REASON_CHARS:
+        reason = reason[: MAX_REASON_CHARS - 1] + "…"
+    caption = (
+        f"Camera unreachable since {clock(since_ts)} ({failures} ticks without a frame): {reason} "
+        "— BILBO is NOT watching."
+    )
+    return Alert(kind=CAMERA, caption=caption, photo_path=None, created_ts=at_ts)
+
+
+def camera_back_alert(*, failures: int, since_ts: float | None, alerted: bool, at_ts: float) -> Alert | None:
+    """A "camera back" alert for the tick at `at_ts` that got a frame again, if the outage it ends was alerted.
+
+    `failures`, `since_ts` and `alerted` describe the outage just ended (`store.camera_outage()` read before the
+    new tick is stored). An outage the parent was never told about (shorter than CAMERA_DOWN_TICKS, or alerts
+    off) ends silently: "back" is only news to someone who was told "down".
+    """
+    if not alerted or failures <= 0:
+        return None
+    down = f" It was down since {clock(since_ts)} ({failures} ticks without a frame)." if since_ts is not None else ""
+    caption = f"Camera back at {clock(at_ts)} — watching again.{down}"
+    return Alert(kind=CAMERA, caption=caption, photo_path=None, created_ts=at_ts)

@@ -16,7 +16,7 @@ from dashboard.labels import LabelError, effective_state, label_json, parse_corr
 from dashboard.metrics import model_metrics
 from dashboard.sessions import sleep_sessions
 from db import jsonl
-from db.store import NIGHT_REVIEW_BOOST, Alert, HumanLabel, Store, TickRow
+from db.store import NIGHT_REVIEW_BOOST, Alert, CameraOutage, HumanLabel, Store, TickRow
 from settings import Settings
 
 log = logging.getLogger("bilbo.dashboard")
@@ -68,6 +68,18 @@ def freshness(newest: TickRow | None, interval_s: int, now: float) -> dict:
         "data_age_s": age,
         "tick_interval_s": interval_s,
         "stale": age is None or age > 2 * interval_s,
+    }
+
+
+def camera_json(outage: CameraOutage) -> dict:
+    """The camera outage going on now (`down` false and zero failures when the last tick got its frame)."""
+    return {
+        "down": outage.failures > 0,
+        "failures": outage.failures,
+        "since_ts": outage.since_ts,
+        "last_ts": outage.last_ts,
+        "reason": outage.reason,
+        "alerted": outage.alerted,
     }
 
 
@@ -138,7 +150,8 @@ def register_api(app: Flask, settings: Settings, open_store: Callable[[], Store]
     @api.get("/status")
     def status():
         with open_store() as db:
-            return jsonify(freshness(db.last_tick(), interval, time.time()))
+            newest, outage = db.last_tick(), db.camera_outage()
+        return jsonify(**freshness(newest, interval, time.time()), camera=camera_json(outage))
 
     @api.get("/timeline")
     def timeline():

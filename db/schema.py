@@ -88,6 +88,19 @@ MIGRATIONS: list[str] = [
         ts
     ) WHERE unchanged = 0 AND jpeg_path IS NOT NULL AND media_pruned_ts IS NULL;
     """,
+    # 5: camera health. One row per tick whose capture failed (no row in `ticks`). The current outage is the
+    # failures newer than the newest tick; a stored tick deletes the failures before it, so the table only ever
+    # holds the outage going on now. `alert_id` marks the failure that raised the outage's one "camera
+    # unreachable" alert (written in the same transaction as the outbox row).
+    """
+    CREATE TABLE capture_failures (
+        id          INTEGER PRIMARY KEY,
+        ts          REAL    NOT NULL,              -- unix seconds (UTC) the tick tried to capture
+        reason      TEXT    NOT NULL,              -- the CaptureError message, credentials redacted
+        alert_id    INTEGER REFERENCES outbox (id) -- set on the failure that raised the camera alert
+    );
+    CREATE INDEX capture_failures_ts ON capture_failures (ts);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -83,6 +83,17 @@ class Alert:
     sent_ts: float | None = None
 
 
+@dataclass(frozen=True)
+class CameraOutage:
+    """The capture failures since the newest stored tick: the camera outage going on now (failures 0: none)."""
+
+    failures: int  # ticks in a row whose capture failed
+    since_ts: float | None  # the first of them
+    last_ts: float | None  # the newest of them
+    reason: str | None  # the newest failure's reason (credentials redacted)
+    alerted: bool  # the "camera unreachable" alert of this outage is in the outbox
+
+
 CORRECTION_FIELDS = ("presence", "eyes", "face_box", "reviewed")
 NIGHT_REVIEW_BOOST = 0.25
 # Review priority, lowest first: the weakest stage confidence that ran ('unknown' eyes count as 0),
@@ -157,6 +168,8 @@ _UNREVIEWED_SQL = (
     "AND NOT EXISTS (SELECT 1 FROM corrections c WHERE c.tick_id = t.id AND c.undone_ts IS NULL)"
 )
 _OUTBOX_COLUMNS = "id, kind, caption, photo_path, created_ts, tick_id, attempts, last_error, sent_ts"
+# The current camera outage: capture failures newer than the newest stored tick (both lookups use an index on ts).
+_OUTAGE_SQL = "ts > coalesce((SELECT max(ts) FROM ticks), -1e308)"
 
 
 def _tick_params(row: TickRow) -> tuple:
@@ -280,7 +293,10 @@ class Store:
     # --- ticks -------------------------------------------------------------------------------
 
     def insert_tick(self, row: TickRow, alerts: Sequence[Alert] = ()) -> int:
-        """Store a tick and the alerts it raised in one transaction; returns the tick id."""
+        """Store a tick and the alerts it raised in one transaction; returns the tick id.
+
+        A stored tick ends the camera outage before it: its capture failures are deleted in the same
+        transaction, so `capture_failures` only ever holds the outage going on now."""
         placeholders = ", ".join("?" * len(_tick_params(row)))
         with self._write() as conn:
             tick_id = conn.execute(
@@ -291,6 +307,7 @@ class Store:
                     "INSERT INTO outbox (created_ts, kind, tick_id, caption, photo_path) VALUES (?, ?, ?, ?, ?)",
                     (alert.created_ts, alert.kind, tick_id, alert.caption, alert.photo_path),
                 )
+            conn.execute("DELETE FROM capture_failures WHERE ts <= ?", (row.ts,))
         return tick_id
 
     def insert_ticks(self, rows: Sequence[TickRow]) -> None:
@@ -446,6 +463,43 @@ class Store:
             conn.executemany(
                 "UPDATE ticks SET media_pruned_ts = ? WHERE id = ? AND media_pruned_ts IS NULL", [(ts, i) for i in ids]
             )
+
+    # --- camera health (capture failures) ----------------------------------------------------
+
+    def add_capture_failure(self, ts: float, reason: str, alert: Alert | None = None) -> int:
+        """Record a tick whose capture failed, and the camera alert it raised (if any), in one transaction."""
+        with self._write() as conn:
+            alert_id = None
+            if alert is not None:
+                alert_id = conn.execute(
+                    "INSERT INTO outbox (created_ts, kind, caption, photo_path) VALUES (?, ?, ?, ?)",
+                    (alert.created_ts, alert.kind, alert.caption, alert.photo_path),
+                ).lastrowid
+            return conn.execute(
+                "INSERT INTO capture_failures (ts, reason, alert_id) VALUES (?, ?, ?)", (ts, reason, alert_id)
+            ).lastrowid
+
+    def camera_outage(self) -> CameraOutage:
+        """The capture failures since the newest stored tick (all of them before the first tick ever).
+
+        Raises StoreError (not a raw sqlite3 error) so a tick that failed already can log one line and go on."""
+        try:
+            summary = self._conn.execute(
+                "SELECT count(*) AS failures, min(ts) AS since_ts, max(ts) AS last_ts, "
+                f"count(alert_id) AS alerts FROM capture_failures WHERE {_OUTAGE_SQL}"
+            ).fetchone()
+            newest = self._conn.execute(
+                f"SELECT reason FROM capture_failures WHERE {_OUTAGE_SQL} ORDER BY ts DESC, id DESC LIMIT 1"
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"database {self.path} could not be read: {exc}") from None
+        return CameraOutage(
+            failures=summary["failures"],
+            since_ts=summary["since_ts"],
+            last_ts=summary["last_ts"],
+            reason=newest["reason"] if newest else None,
+            alerted=summary["alerts"] > 0,
+        )
 
     # --- alerts ------------------------------------------------------------------------------
 
