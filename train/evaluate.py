@@ -519,10 +519,14 @@ def write_report(report: Path, manifest: dict, results: dict, errors: dict) -> N
         "leaving 76 on 454 babies.",
         "- Presence: face_boxes_mask is not used (street photos of adults are neither a bassinet with a baby "
         "nor an empty one).",
-        "- The eye threshold, early stopping and the choice between training runs (eyes: lower validation "
-        "loss) use validation data only. Test numbers of earlier runs were printed along the way but not "
-        "used to choose; the presence retrain was prompted by the sample night test (an empty day scene "
-        "read as present), not by the test split.",
+        "- Eye verdict: the mean P(open) over each eye crop and its mirror image (models/preprocess.with_mirror), "
+        "chosen on the validation people (macro F1 0.951 -> 0.959 over every crop with the same weights).",
+        "- The eye threshold, early stopping and every choice between settings use validation data only. Test "
+        "numbers of earlier runs were printed along the way and were looked at: the presence retrain was "
+        "prompted by the sample night test (an empty day scene read as present); the search that led to the "
+        "mirror averaging started after the test people's weakest case (glasses with infrared glare) was known, "
+        "and two other eye variants (24 epochs; glasses/reflection-balanced sampling) were tried and dropped on "
+        "validation. So the eye numbers above have had more than one look and are slightly optimistic.",
         "",
     ]
     bench = report / "vision_bench.txt"  # written by `python bench/cascade.py --quant --save`
