@@ -354,9 +354,16 @@ def run_night(settings: Settings, night_of: date) -> int:
     return 1 if failures else 0
 
 
+def last_ended_night(now: datetime) -> date:
+    """The evening of the newest night that is over (ended at NIGHT_END): before 07:30 that is the night
+    before the one in progress, so a demo at 1 a.m. replays a whole past night, not one running into the future."""
+    ended_today = now.time() >= datetime.strptime(NIGHT_END, "%H:%M").time()
+    return now.date() - timedelta(days=1 if ended_today else 2)
+
+
 def _night_date(raw: str) -> date:
-    """'last' is the night that began yesterday evening."""
-    return date.today() - timedelta(days=1) if raw == "last" else date.fromisoformat(raw)
+    """'last' is the newest night that has ended (`last_ended_night`)."""
+    return last_ended_night(datetime.now()) if raw == "last" else date.fromisoformat(raw)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -75,3 +75,12 @@ def test_still_stretches_are_skipped_and_night_is_flagged(night):
     assert len(skipped) > len(rows) / 2  # a sleeping baby mostly looks unchanged
     for row in rows:
         assert row.night == frame_at(datetime.fromtimestamp(row.ts).astimezone())[1].night
+
+
+def test_the_demo_replays_the_newest_night_that_has_ended_never_one_still_running():
+    assert monitor.last_ended_night(datetime(2026, 11, 23, 0, 54)) == date(2026, 11, 21)  # tonight is not over
+    assert monitor.last_ended_night(datetime(2026, 11, 23, 7, 29)) == date(2026, 11, 21)
+    assert monitor.last_ended_night(datetime(2026, 11, 23, 7, 30)) == date(2026, 11, 22)  # ended this morning
+    assert monitor.last_ended_night(datetime(2026, 11, 23, 21, 0)) == date(2026, 11, 22)
+    end = monitor.night_times(monitor.last_ended_night(datetime(2026, 11, 23, 0, 54)), 240)[-1]
+    assert end.replace(tzinfo=None) <= datetime(2026, 11, 23, 0, 54)
