@@ -168,3 +168,31 @@ def test_cry_markers_are_drawn_on_the_timeline_for_ticks_above_the_threshold(tmp
             page.screenshot(path=str(ARTIFACTS / "dashboard-cry.png"))
         finally:
             browser.close()
+
+
+def test_a_camera_outage_is_shown_in_the_red_banner_until_a_frame_arrives(tmp_path):
+    from tests.test_dashboard import tick_row
+
+    settings = dashboard_settings(tmp_path)
+    now = datetime.now().timestamp()
+    reason = "camera rtsp://***@192.168.1.20:554/stream1 refused the connection"
+    with Store.open(settings.db_path) as store:
+        store.insert_tick(tick_row(now - 900, None))
+        for k in (3, 2, 1):
+            store.add_capture_failure(now - 240 * k, reason)
+    with serving(settings) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 800})
+            page.goto(base + "/")
+            banner = page.locator("#stale")
+            expect(banner).to_be_visible()
+            expect(banner).to_contain_text("Camera unreachable since")
+            expect(banner).to_contain_text("(3 ticks without a frame)")
+            expect(banner).to_contain_text("refused the connection")
+            with Store.open(settings.db_path) as store:
+                store.insert_tick(tick_row(now, None))  # a frame again: the outage is over
+            page.evaluate("api('/api/status')")
+            expect(banner).to_be_hidden()
+        finally:
+            browser.close()
