@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 import retention
+from alerts.mqtt import publish_state
 from alerts.notifiers import notifier_from_settings
 from alerts.outbox import deliver_pending
 from alerts.rules import camera_back_alert, camera_down_alert, combine, cry_alert, rows_needed, wake_alert
@@ -331,6 +332,7 @@ def run_once(settings: Settings, at: datetime, models: LazyCascade, cry: LazyCry
         log.error("tick failed: %s", exc)
         code = 1
     deliver_alerts(settings, now=at.timestamp())
+    publish_state(settings, at=at.timestamp())  # MQTT / Home Assistant, only when MQTT_HOST is set
     apply_retention(settings, now=at.timestamp())  # after a failed tick too: a full disk is a reason ticks fail
     return code
 

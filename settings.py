@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,27 @@ def _text(raw: str) -> str:
     return raw.strip()
 
 
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 1 <= value <= 65535:
+        raise ValueError("want a TCP port, 1 to 65535")
+    return value
+
+
+def _mqtt_host(raw: str) -> str:
+    host = raw.strip()
+    if "://" in host or "/" in host or host.count(":") == 1:  # an IPv6 address has two colons or more
+        raise ValueError("want a host name or IP address only, no scheme or port (the port goes in MQTT_PORT)")
+    return host
+
+
+def _mqtt_topic(raw: str) -> str:
+    topic = raw.strip()
+    if not topic or topic.startswith("/") or topic.endswith("/") or any(c in topic for c in "+#\0 "):
+        raise ValueError("want a topic like 'bilbo' or 'home/nursery': no wildcards, spaces or leading/trailing '/'")
+    return topic
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the tick and the dashboard are allowed to be told. Field name = key in lower case."""
@@ -137,6 +158,13 @@ class Settings:
     retention_days: int = 30  # frames/clips of older ticks are deleted (labelled ones kept); 0 = keep forever
     min_free_mb: int = 500  # below this much free disk the oldest frames/clips go first; 0 = no disk check
     camera_down_ticks: int = 3  # one "camera unreachable" alert after this many failed captures in a row; 0 = never
+    # MQTT with Home Assistant discovery (alerts/mqtt.py): off while MQTT_HOST is empty.
+    mqtt_host: str = ""
+    mqtt_port: int = 1883
+    mqtt_username: str = ""
+    mqtt_password: str = field(default="", repr=False)  # never shown, never logged
+    mqtt_topic_prefix: str = "bilbo"
+    mqtt_discovery_prefix: str = "homeassistant"
 
     @property
     def db_path(self) -> Path:
@@ -161,6 +189,10 @@ class Settings:
     @property
     def telegram_enabled(self) -> bool:
         return bool(self.telegram_bot_token and self.telegram_chat_id)
+
+    @property
+    def mqtt_enabled(self) -> bool:
+        return bool(self.mqtt_host)
 
 
 # How each key is parsed. Adding a setting means adding a field above and a parser here.
@@ -196,6 +228,12 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "retention_days": _non_negative_int,
     "min_free_mb": _non_negative_int,
     "camera_down_ticks": _non_negative_int,
+    "mqtt_host": _mqtt_host,
+    "mqtt_port": _port,
+    "mqtt_username": _text,
+    "mqtt_password": _text,
+    "mqtt_topic_prefix": _mqtt_topic,
+    "mqtt_discovery_prefix": _mqtt_topic,
 }
 KEYS = tuple(name.upper() for name in _PARSERS)
 
@@ -239,6 +277,8 @@ def load_settings(
     if bool(settings.telegram_bot_token) != bool(settings.telegram_chat_id):
         missing = "TELEGRAM_CHAT_ID" if settings.telegram_bot_token else "TELEGRAM_BOT_TOKEN"
         raise SettingsError(f"setting {missing} is missing: Telegram needs both the token and the chat id")
+    if settings.mqtt_password and not settings.mqtt_username:
+        raise SettingsError("setting MQTT_USERNAME is missing: MQTT_PASSWORD is set, and a password needs a user name")
     return settings
 
 

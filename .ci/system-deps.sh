@@ -23,6 +23,12 @@ DASHBOARD_BROWSER_PACKAGES=(
     chromium
 )
 
+# MQTT broker for the Home Assistant / MQTT tests (tests/test_mqtt.py starts its own on a free loopback port):
+#   mosquitto                   /usr/sbin/mosquitto and /usr/bin/mosquitto_passwd (the password-file test)
+MQTT_BROKER_PACKAGES=(
+    mosquitto
+)
+
 # systemd-analyze verifies the unit/timer files in systemd/.
 SYSTEMD_PACKAGES=()
 if ! command -v systemd-analyze >/dev/null 2>&1; then
@@ -30,7 +36,8 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
 fi
 
 missing=()
-for pkg in "${RTSP_SERVER_PACKAGES[@]}" "${DASHBOARD_BROWSER_PACKAGES[@]}" "${SYSTEMD_PACKAGES[@]}"; do
+for pkg in "${RTSP_SERVER_PACKAGES[@]}" "${DASHBOARD_BROWSER_PACKAGES[@]}" "${MQTT_BROKER_PACKAGES[@]}" \
+    "${SYSTEMD_PACKAGES[@]}"; do
     # No `dpkg -s | grep -q` pipe: grep -q exits early, dpkg dies of SIGPIPE and pipefail reports "missing".
     status="$(dpkg -s "$pkg" 2>/dev/null || true)"
     if [[ "$status" != *"Status: install ok installed"* ]]; then
