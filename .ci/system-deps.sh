@@ -29,6 +29,12 @@ MQTT_BROKER_PACKAGES=(
     mosquitto
 )
 
+# strace lets tests/test_zero_egress.py also watch ffmpeg and C code at the syscall level (the audit hook sees
+# only Python): without it those test variants skip.
+EGRESS_AUDIT_PACKAGES=(
+    strace
+)
+
 # systemd-analyze verifies the unit/timer files in systemd/.
 SYSTEMD_PACKAGES=()
 if ! command -v systemd-analyze >/dev/null 2>&1; then
@@ -37,7 +43,7 @@ fi
 
 missing=()
 for pkg in "${RTSP_SERVER_PACKAGES[@]}" "${DASHBOARD_BROWSER_PACKAGES[@]}" "${MQTT_BROKER_PACKAGES[@]}" \
-    "${SYSTEMD_PACKAGES[@]}"; do
+    "${EGRESS_AUDIT_PACKAGES[@]}" "${SYSTEMD_PACKAGES[@]}"; do
     # No `dpkg -s | grep -q` pipe: grep -q exits early, dpkg dies of SIGPIPE and pipefail reports "missing".
     status="$(dpkg -s "$pkg" 2>/dev/null || true)"
     if [[ "$status" != *"Status: install ok installed"* ]]; then
