@@ -17,10 +17,11 @@ import pytest
 
 from alerts.rules import MAX_REASON_CHARS, camera_back_alert, camera_down_alert
 from capture.sample_camera import frame_at
-from db.schema import MIGRATIONS, SCHEMA_VERSION
+from db.schema import SCHEMA_VERSION
 from db.store import Alert, Store, TickRow
 from settings import SettingsError, load_settings
 from tests.conftest import free_port
+from tests.old_db import database_at_version
 from tests.test_dashboard import call, dashboard_settings, serving
 from tests.tick_runner import rows, run_tick
 
@@ -186,10 +187,7 @@ def test_a_failure_and_its_alert_are_stored_together_and_mark_the_outage_alerted
 
 def test_a_database_from_schema_v4_migrates_and_keeps_its_rows(tmp_path):
     path = tmp_path / "v4.sqlite3"
-    conn = sqlite3.connect(path)
-    for number, script in enumerate(MIGRATIONS[:4], start=1):
-        conn.executescript(script)
-        conn.execute(f"PRAGMA user_version = {number}")
+    conn = database_at_version(path, 4)
     conn.execute(
         "INSERT INTO ticks (ts, source, unchanged, night, state, jpeg_path, duration_ms, media_pruned_ts) "
         "VALUES (?, 'old', 0, 1, 'asleep', 'frames/a.jpg', 3.0, NULL)",

@@ -4,7 +4,6 @@ combined wake+cry message, and the audio columns of the store (migration 3)."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 import wave
@@ -14,11 +13,11 @@ import pytest
 
 from alerts.rules import combine, cry_alert, cry_heard, wake_alert
 from capture.audio import AudioClip, write_wav
-from db.schema import MIGRATIONS
 from db.store import Store, TickRow
 from models import audio_features as af
 from models.cry import CryModel, decode_8k
 from settings import SettingsError, load_settings
+from tests.old_db import database_at_version
 from tests.tick_runner import REPO
 
 T0 = 1_700_000_000.0
@@ -194,10 +193,7 @@ def test_audio_fields_round_trip_through_sqlite_and_json(tmp_path):
 
 def test_a_database_from_before_audio_migrates_and_keeps_its_rows(tmp_path):
     path = tmp_path / "old.sqlite3"
-    conn = sqlite3.connect(path)
-    for number, script in enumerate(MIGRATIONS[:2], start=1):
-        conn.executescript(script)
-        conn.execute(f"PRAGMA user_version = {number}")
+    conn = database_at_version(path, 2)
     conn.execute(
         "INSERT INTO ticks (ts, source, unchanged, night, state, duration_ms) VALUES (?, 'old', 0, 1, 'asleep', 3.0)",
         (T0,),

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 import retention
-from db.schema import MIGRATIONS, SCHEMA_VERSION
+from db.schema import SCHEMA_VERSION
 from db.store import Alert, Store, TickRow
 from settings import Settings, SettingsError, load_settings
+from tests.old_db import database_at_version
 from tests.test_dashboard import call, csrf_of, dashboard_settings, serving, tick_row
 from tests.tick_runner import rows, run_tick
 
@@ -259,10 +260,7 @@ def test_a_negative_or_malformed_retention_setting_is_refused_naming_the_key(key
 
 def test_a_database_from_schema_v3_migrates_and_keeps_its_rows(tmp_path):
     path = tmp_path / "v3.sqlite3"
-    conn = sqlite3.connect(path)
-    for number, script in enumerate(MIGRATIONS[:3], start=1):
-        conn.executescript(script)
-        conn.execute(f"PRAGMA user_version = {number}")
+    conn = database_at_version(path, 3)
     for ts, jpeg in ((NOW - 40 * DAY, "frames/a.jpg"), (NOW, "frames/b.jpg")):
         conn.execute(
             "INSERT INTO ticks (ts, source, unchanged, night, state, eyes_label, eyes_conf, jpeg_path, duration_ms, "
