@@ -152,14 +152,15 @@ def camera_down_state(at: float, *, since_ts: float | None, failures: int) -> di
 
 
 def cry_threshold(settings: Settings) -> float | None:
-    """The threshold a tick "hears crying" at: CRY_THRESHOLD, else the one shipped in cry.json (None: unreadable)."""
+    """The threshold the tick hears crying at (models.cry.decision_threshold); None when it would come from an
+    unreadable cry.json."""
     if settings.cry_threshold is not None:
         return settings.cry_threshold
-    from models.cry import MANIFEST_FILE
+    from models.cry import CryModelError, decision_threshold, read_manifest
 
     try:
-        return float(json.loads((settings.models_dir / MANIFEST_FILE).read_text())["threshold"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return decision_threshold(read_manifest(settings.models_dir))
+    except (CryModelError, ValueError, KeyError, TypeError):
         return None
 
 

@@ -101,7 +101,12 @@ def cry_heard(probabilities: Sequence[float | None], *, threshold: float, window
     recent = list(probabilities)[-window:]
     if not recent or recent[-1] is None or recent[-1] < threshold:
         return False
-    return sum(p is not None and p >= threshold for p in recent) >= needed
+    return crying_clips(recent, threshold) >= needed
+
+
+def crying_clips(probabilities: Sequence[float | None], threshold: float) -> int:
+    """How many clips reach `threshold` (None, no audio, never does)."""
+    return sum(p is not None and p >= threshold for p in probabilities)
 
 
 def cry_alert(
@@ -124,12 +129,11 @@ def cry_alert(
     if not recent:
         return None
     row = recent[-1]
-    heard = cry_heard([r.cry_probability for r in recent], threshold=threshold, window=window, needed=needed)
-    if not heard:
+    if not cry_heard([r.cry_probability for r in recent], threshold=threshold, window=window, needed=needed):
         return None
     if last_alert_ts is not None and row.ts - last_alert_ts < cooldown_s:
         return None
-    crying = sum(r.cry_probability is not None and r.cry_probability >= threshold for r in recent[-window:])
+    crying = crying_clips([r.cry_probability for r in recent[-window:]], threshold)
     loudness = f", {row.dbfs:.0f} dBFS" if row.dbfs is not None else ""
     over = f"{crying} of the last {min(window, len(recent))} ticks, " if needed > 1 else ""
     caption = f"Baby seems to be crying ({over}cry {row.cry_probability:.0%}{loudness}) — {clock(row.ts)}"

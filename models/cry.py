@@ -41,23 +41,34 @@ class CryResult:
     seconds: float
 
 
+def read_manifest(models_dir: Path = DEFAULT_MODELS_DIR) -> dict:
+    """cry.json beside the weights; CryModelError naming the file when it cannot be read."""
+    manifest_path = Path(models_dir) / MANIFEST_FILE
+    try:
+        return json.loads(manifest_path.read_text())
+    except (OSError, ValueError) as exc:
+        msg = f"cry manifest {manifest_path} unreadable ({exc}); rebuild with python -m train.cry"
+        raise CryModelError(msg) from None
+
+
+def decision_threshold(manifest: dict, threshold: float | None = None) -> float:
+    """The probability at which a tick hears crying: CRY_THRESHOLD when set, else the one shipped in cry.json."""
+    return float(manifest["threshold"] if threshold is None else threshold)
+
+
 class CryModel:
     def __init__(self, session, manifest: dict, threshold: float | None = None) -> None:
         self._session = session
         self._input = session.get_inputs()[0].name
         self.manifest = manifest
-        self.threshold = float(manifest["threshold"] if threshold is None else threshold)
+        self.threshold = decision_threshold(manifest, threshold)
         self.version = manifest["version"]
 
     @classmethod
     def load(cls, models_dir: Path = DEFAULT_MODELS_DIR, threshold: float | None = None) -> CryModel:
         models_dir = Path(models_dir)
         onnx_path, manifest_path = models_dir / MODEL_FILE, models_dir / MANIFEST_FILE
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except (OSError, ValueError) as exc:
-            msg = f"cry manifest {manifest_path} unreadable ({exc}); rebuild with python -m train.cry"
-            raise CryModelError(msg) from None
+        manifest = read_manifest(models_dir)
         expected = {"sample_rate": af.SAMPLE_RATE, "window_s": af.WINDOW_S, "features": af.FEATURE_VERSION}
         for key, value in expected.items():
             if manifest.get(key) != value:
