@@ -68,21 +68,24 @@ def eye_p_open(sess, x_u8: np.ndarray) -> np.ndarray:
 
 
 # ---- metrics ------------------------------------------------------------------------------------
-def classification(pred: np.ndarray, y: np.ndarray, names) -> dict:
-    cm = np.zeros((2, 2), int)
-    for t, p in zip(y, pred, strict=True):
-        cm[t, p] += 1
+def classification(pred, y, names, labels=None) -> dict:
+    """Per-class precision / recall / F1 with counts, macro F1 over the classes present, and the confusion matrix.
+
+    `labels` are the values that stand for `names` in `y` and `pred` (default 0..n-1). A prediction outside them
+    (retrain's 'unknown') is a miss for its true class and no class's hit."""
+    labels = list(range(len(names))) if labels is None else list(labels)
+    pred, y = np.asarray(pred, dtype=object), np.asarray(y, dtype=object)
     per = {}
-    for c, n in enumerate(names):
-        tp, fp, fn = cm[c, c], cm[:, c].sum() - cm[c, c], cm[c, :].sum() - cm[c, c]
-        prec = tp / (tp + fp) if tp + fp else 0.0
-        rec = tp / (tp + fn) if tp + fn else 0.0
+    for n, c in zip(names, labels, strict=True):
+        tp, predicted, support = int(((pred == c) & (y == c)).sum()), int((pred == c).sum()), int((y == c).sum())
+        prec = tp / predicted if predicted else 0.0
+        rec = tp / support if support else 0.0
         f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
         per[n] = {
             "precision": round(float(prec), 4),
             "recall": round(float(rec), 4),
             "f1": round(float(f1), 4),
-            "n": int(cm[c].sum()),
+            "n": support,
         }
     present = [per[n]["f1"] for n in names if per[n]["n"] > 0]
     return {
@@ -90,7 +93,7 @@ def classification(pred: np.ndarray, y: np.ndarray, names) -> dict:
         "accuracy": round(float((pred == y).mean()), 4) if len(y) else None,
         "macro_f1": round(float(np.mean(present)), 4) if present else None,
         "per_class": per,
-        "confusion": cm.tolist(),  # rows = truth, columns = prediction, in class order
+        "confusion": [[int(((y == t) & (pred == q)).sum()) for q in labels] for t in labels],  # rows truth, cols pred
     }
 
 

@@ -318,20 +318,9 @@ def answers(cascade: Cascade, frames: list[Labelled]) -> dict[str, list[Rec]]:
 
 def scores(recs: list[Rec], classes: tuple[str, ...]) -> dict:
     """Per class precision / recall / F1 with counts; 'unknown' answers count as misses, never as a class."""
-    per = {}
-    for c in classes:
-        tp = sum(r.truth == c and r.pred == c for r in recs)
-        predicted, support = sum(r.pred == c for r in recs), sum(r.truth == c for r in recs)
-        p, rc = (tp / predicted if predicted else 0.0), (tp / support if support else 0.0)
-        f1 = 2 * p * rc / (p + rc) if p + rc else 0.0
-        per[c] = {"precision": round(p, 4), "recall": round(rc, 4), "f1": round(f1, 4), "n": support}
-    present = [per[c]["f1"] for c in classes if per[c]["n"]]
-    out = {
-        "n": len(recs),
-        "accuracy": round(float(np.mean([r.truth == r.pred for r in recs])), 4) if recs else None,
-        "macro_f1": round(float(np.mean(present)), 4) if present else None,
-        "per_class": per,
-    }
+    from train.evaluate import classification
+
+    out = classification([r.pred for r in recs], [r.truth for r in recs], classes, labels=classes)
     faces = [r for r in recs if r.truth == "face"]
     if "face" in classes:
         out["detected_iou50"] = round(float(np.mean([r.pred == "face" for r in faces])), 4) if faces else None
