@@ -35,7 +35,7 @@ from capture.audio import write_wav
 from capture.ffmpeg import CaptureError, redact_text
 from capture.night import is_infrared
 from capture.pixeldiff import diff_score
-from capture.sources import CapturedFrame, grab
+from capture.sources import SAMPLE_SOURCE, CapturedFrame, grab
 from db import jsonl
 from db.store import Store, StoreError, TickRow
 from lockfile import TickLock
@@ -131,9 +131,11 @@ def listen(settings: Settings, frame: CapturedFrame, at: datetime, cry: LazyCryM
     return fields
 
 
-def bassinet_crop(settings: Settings) -> tuple[int, int, int, int] | None:
-    """The configured crop; the sample camera knows where its own bassinet is."""
-    if settings.bassinet_crop is None and settings.camera_url == "sample":
+def bassinet_crop(settings: Settings, source: str | None = None) -> tuple[int, int, int, int] | None:
+    """The configured crop; the sample camera knows where its own bassinet is. `source`: where a stored frame
+    came from (a tick's `source`; train/retrain.py asks for old frames), by default the configured CAMERA_URL."""
+    sample = settings.camera_url == "sample" if source is None else source.startswith(SAMPLE_SOURCE)
+    if settings.bassinet_crop is None and sample:
         from capture.sample_camera import BASSINET_CROP  # only the demo camera needs it
 
         return BASSINET_CROP

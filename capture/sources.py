@@ -53,11 +53,14 @@ def _from_rtsp(url: str, timeout_s: float, ffmpeg_path: str, audio_s: float) -> 
     return CapturedFrame(jpeg=jpeg, image=decode_jpeg(jpeg, what), source=redact_url(url), audio=audio)
 
 
+SAMPLE_SOURCE = "sample camera at "  # a stored tick's `source` for sample-camera frames, before the time
+
+
 def _from_sample(at: datetime) -> CapturedFrame:
     from capture.sample_camera import frame_at  # only the demo needs it
 
     image, _truth = frame_at(at)
-    return CapturedFrame(jpeg=encode_jpeg(image), image=image, source=f"sample camera at {at.isoformat()}")
+    return CapturedFrame(jpeg=encode_jpeg(image), image=image, source=f"{SAMPLE_SOURCE}{at.isoformat()}")
 
 
 def _newest_image(folder: Path) -> Path:

@@ -47,6 +47,7 @@ from db.store import Store
 from lockfile import TickLock
 from models import preprocess as pp
 from models.cascade import MANIFEST, MODEL_FILES, Cascade, ModelError
+from monitor import bassinet_crop
 from settings import DEFAULT_ENV_FILE, Settings, SettingsError, load_settings
 
 NIGHT_SHIFT = timedelta(hours=12)  # 19:00 and 05:00 belong to the same night
@@ -109,15 +110,6 @@ class Rec:
 # ---- ground truth ----------------------------------------------------------------------------------
 def night_of(ts: float) -> date:
     return (datetime.fromtimestamp(ts) - NIGHT_SHIFT).date()
-
-
-def bassinet_crop(settings: Settings, source: str) -> tuple[int, int, int, int] | None:
-    """The crop the tick used: BASSINET_CROP, or the sample camera's own bassinet for its frames (monitor.py)."""
-    if settings.bassinet_crop is None and source.startswith("sample"):
-        from capture.sample_camera import BASSINET_CROP
-
-        return BASSINET_CROP
-    return settings.bassinet_crop
 
 
 def gather(store: Store, settings: Settings) -> tuple[list[Labelled], Counter]:
