@@ -326,12 +326,10 @@ def run_once(settings: Settings, at: datetime, models: LazyCascade, cry: LazyCry
         row = tick(settings, at, models, cry)
         log.info("tick %s", describe(row))
         code = 0
-    except CaptureError as exc:
+    except (CaptureError, ModelError, StoreError, OSError) as exc:
         log.error("tick failed: %s", exc)
-        note_capture_failure(settings, at, exc)
-        code = 1
-    except (ModelError, StoreError, OSError) as exc:
-        log.error("tick failed: %s", exc)
+        if isinstance(exc, CaptureError):  # no frame: part of a camera outage (models or DB failing are not)
+            note_capture_failure(settings, at, exc)
         code = 1
     deliver_alerts(settings, now=at.timestamp())
     publish_state(settings, at=at.timestamp())  # MQTT / Home Assistant, only when MQTT_HOST is set
