@@ -2,7 +2,7 @@
 
 Frames are served by tick id only, never from a path in the request, so nothing outside the
 data dir can be read through the dashboard. Security checks live in dashboard/security.py,
-the JSON endpoints in dashboard/api.py.
+the JSON endpoints in dashboard/api.py, the sleep log's CSV downloads in dashboard/export.py.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from flask import Flask, Response, abort, jsonify, send_file
 from werkzeug.exceptions import HTTPException
 
 from dashboard.api import pruned_description, register_api
+from dashboard.export import register_export
 from dashboard.security import Guard
 from db.store import Store, StoreError
 from settings import Settings
@@ -67,4 +68,5 @@ def create_app(settings: Settings) -> Flask:
         return send_file(path, mimetype="image/jpeg", max_age=3600)
 
     register_api(app, settings, open_store)
+    register_export(app, settings, open_store)
     return app

@@ -4,6 +4,9 @@ A session starts at the first asleep tick. Short awake stretches that end asleep
 wake-ups inside the session; it ends when the baby is taken out (absent), stays awake longer
 than `max_wake_s`, or the data stops for longer than `max_gap_s` (the monitor was down: we do
 not invent sleep we did not see). 'unknown' and skipped ticks neither end nor extend a wake.
+
+Each session also carries its awake time (the wake-ups inside it) and its longest stretch of
+uninterrupted sleep: what a sleep log asks for ("slept 9 h, longest 4 h 40 min, woke 3 times").
 """
 
 from __future__ import annotations
@@ -20,16 +23,25 @@ class SleepSession:
     end_ts: float
     wakeups: int
     ongoing: bool  # the data ends inside this session
+    awake_s: float = 0.0  # time inside the session spent in its wake-ups
+    longest_stretch_s: float = 0.0  # the longest sleep between two wake-ups (or the session's edges)
 
     @property
     def duration_s(self) -> float:
         return self.end_ts - self.start_ts
+
+    @property
+    def asleep_s(self) -> float:
+        return self.duration_s - self.awake_s
 
     def to_json(self) -> dict:
         return {
             "start_ts": self.start_ts,
             "end_ts": self.end_ts,
             "duration_s": self.duration_s,
+            "asleep_s": self.asleep_s,
+            "awake_s": self.awake_s,
+            "longest_stretch_s": self.longest_stretch_s,
             "wakeups": self.wakeups,
             "ongoing": self.ongoing,
         }
@@ -46,14 +58,15 @@ def sleep_sessions(
     max_gap_s = 3 * interval_s if max_gap_s is None else max_gap_s
     sessions: list[SleepSession] = []
     start: float | None = None
-    last_asleep = awake_since = prev_ts = 0.0
+    last_asleep = awake_since = prev_ts = stretch_start = awake_s = longest = 0.0
     wakeups = 0
     woke = False
 
-    def close(end: float) -> None:
+    def close(end: float, ongoing: bool = False) -> None:
         nonlocal start
         if start is not None:
-            sessions.append(SleepSession(start, end, wakeups, ongoing=False))
+            stretch = 0.0 if woke else end - stretch_start  # a closing wake already ended the last stretch
+            sessions.append(SleepSession(start, end, wakeups, ongoing, awake_s, max(longest, stretch)))
         start = None
 
     for ts, state in points:
@@ -62,20 +75,23 @@ def sleep_sessions(
         prev_ts = ts
         if start is None:
             if state == "asleep":
-                start, last_asleep, wakeups, woke = ts, ts, 0, False
+                start = last_asleep = stretch_start = ts
+                wakeups, woke, awake_s, longest = 0, False, 0.0, 0.0
             continue
         if state == "asleep":
             if woke:
                 wakeups += 1
+                awake_s += ts - awake_since
+                stretch_start = ts
             woke, last_asleep = False, ts
         elif state == "awake":
             if not woke:
                 woke, awake_since = True, ts
+                longest = max(longest, ts - stretch_start)
             elif ts - awake_since >= max_wake_s:
                 close(awake_since)
         elif state == "absent":
             close(awake_since if woke else ts)
     if start is not None:
-        end = awake_since if woke else prev_ts + interval_s
-        sessions.append(SleepSession(start, end, wakeups, ongoing=not woke))
+        close(awake_since if woke else prev_ts + interval_s, ongoing=not woke)
     return sessions

@@ -9,6 +9,7 @@ A screenshot is saved to artifacts/dashboard.png for a human to look at.
 
 from __future__ import annotations
 
+import csv
 import os
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -196,3 +197,27 @@ def test_a_camera_outage_is_shown_in_the_red_banner_until_a_frame_arrives(tmp_pa
             expect(banner).to_be_hidden()
         finally:
             browser.close()
+
+
+def test_the_nights_sleep_log_downloads_from_the_page_and_matches_its_summary(browser_page):
+    page, base, _, errors = browser_page
+    page.goto(base + "/")
+    link = page.get_by_role("link", name="Download CSV")
+    expect(link).to_have_attribute("href", f"/export/sleep.csv?night={NIGHT.isoformat()}")  # "Latest" = this night
+    expect(page.locator("#csv-ticks")).to_have_attribute("href", f"/export/ticks.csv?night={NIGHT.isoformat()}")
+    expect(page.locator("#summary")).to_contain_text("longest stretch")
+    with page.expect_download() as download:
+        link.click()
+    assert download.value.suggested_filename == f"bilbo-sleep-{NIGHT.isoformat()}.csv"
+    with open(download.value.path(), newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and {r["night_of"] for r in rows} == {NIGHT.isoformat()}
+    asleep_s, wakeups = sum(float(r["asleep_min"]) * 60 for r in rows), sum(int(r["wakeups"]) for r in rows)
+    expect(page.locator("#summary")).to_contain_text(
+        f"Asleep {int(asleep_s // 3600)} h {round(asleep_s % 3600 / 60):02d} min"
+    )
+    expect(page.locator("#summary")).to_contain_text(f"{wakeups} wake-up")
+
+    page.locator("#night").fill((NIGHT - timedelta(days=3)).isoformat())  # another night chosen: the link follows
+    expect(link).to_have_attribute("href", f"/export/sleep.csv?night={(NIGHT - timedelta(days=3)).isoformat()}")
+    assert errors == []
