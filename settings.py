@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
@@ -116,6 +117,29 @@ def _mqtt_host(raw: str) -> str:
     return host
 
 
+def _labeller_url(raw: str) -> str:
+    """An OpenAI-compatible base URL (http://host:port/v1); empty = the fallback labeller is off."""
+    url = raw.strip().rstrip("/")
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError("want an http:// or https:// base URL like http://192.168.1.20:11434/v1, or empty (off)")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("want no user:password@ in the URL: a key goes in FALLBACK_LABELLER_API_KEY")
+    _ = parts.port  # raises ValueError on a port that is not a number
+    if url.endswith("/chat/completions"):
+        raise ValueError("want the base URL (ending in /v1), without /chat/completions")
+    return url
+
+
+def _labeller_timeout(raw: str) -> float:
+    value = float(raw)
+    if not 0.0 < value <= 120.0:
+        raise ValueError("want seconds above 0 and at most 120 (the call happens inside the tick)")
+    return value
+
+
 def _mqtt_topic(raw: str) -> str:
     topic = raw.strip()
     if not topic or topic.startswith("/") or topic.endswith("/") or any(c in topic for c in "+#\0 "):
@@ -165,6 +189,13 @@ class Settings:
     mqtt_password: str = field(default="", repr=False)  # never shown, never logged
     mqtt_topic_prefix: str = "bilbo"
     mqtt_discovery_prefix: str = "homeassistant"
+    # Fallback labeller (labeller/, feature 14): off while FALLBACK_LABELLER_URL is empty. Frames the cascade cannot
+    # see go to this OpenAI-compatible server for a label used only as training signal.
+    fallback_labeller_url: str = ""
+    fallback_labeller_model: str = ""
+    fallback_labeller_api_key: str = field(default="", repr=False)  # never shown, never logged
+    fallback_labeller_timeout_s: float = 20.0
+    fallback_labeller_max_per_hour: int = 6
 
     @property
     def db_path(self) -> Path:
@@ -177,6 +208,10 @@ class Settings:
     @property
     def corrections_jsonl_path(self) -> Path:
         return self.data_dir / "corrections.jsonl"
+
+    @property
+    def teacher_jsonl_path(self) -> Path:
+        return self.data_dir / "teacher_labels.jsonl"
 
     @property
     def frames_dir(self) -> Path:
@@ -193,6 +228,10 @@ class Settings:
     @property
     def mqtt_enabled(self) -> bool:
         return bool(self.mqtt_host)
+
+    @property
+    def fallback_labeller_enabled(self) -> bool:
+        return bool(self.fallback_labeller_url)
 
 
 # How each key is parsed. Adding a setting means adding a field above and a parser here.
@@ -234,6 +273,11 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "mqtt_password": _text,
     "mqtt_topic_prefix": _mqtt_topic,
     "mqtt_discovery_prefix": _mqtt_topic,
+    "fallback_labeller_url": _labeller_url,
+    "fallback_labeller_model": _text,
+    "fallback_labeller_api_key": _text,
+    "fallback_labeller_timeout_s": _labeller_timeout,
+    "fallback_labeller_max_per_hour": _positive_int,
 }
 KEYS = tuple(name.upper() for name in _PARSERS)
 
@@ -279,6 +323,10 @@ def load_settings(
         raise SettingsError(f"setting {missing} is missing: Telegram needs both the token and the chat id")
     if settings.mqtt_password and not settings.mqtt_username:
         raise SettingsError("setting MQTT_USERNAME is missing: MQTT_PASSWORD is set, and a password needs a user name")
+    if settings.fallback_labeller_url and not settings.fallback_labeller_model:
+        raise SettingsError(
+            "setting FALLBACK_LABELLER_MODEL is missing: FALLBACK_LABELLER_URL is set and the server needs a model name"
+        )
     return settings
 
 

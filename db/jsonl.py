@@ -1,4 +1,5 @@
-"""The JSONL backups: one self-contained line per tick, and one per human correction or undo.
+"""The JSONL backups: one self-contained line per tick, one per human correction or undo, and one per call to
+the fallback labeller (its label or its failure).
 
 Appended after the database commit. They are the files a parent can grep at 3 a.m. and the ones
 the database can be rebuilt from (`python -m db.rebuild`) if the SQLite file is ever lost; the
@@ -13,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from db.store import Correction, TickRow
+from db.store import Correction, TeacherLabel, TickRow
 
 
 def append_record(path: Path, record: dict) -> None:
@@ -36,6 +37,10 @@ def append_corrections(path: Path, corrections: Sequence[Correction]) -> None:
 
 def append_undo(path: Path, corrections: Sequence[Correction], undone_ts: float) -> None:
     append_record(path, {"op": "undo", "ids": [c.id for c in corrections], "undone_ts": undone_ts})
+
+
+def append_teacher_label(path: Path, label: TeacherLabel) -> None:
+    append_record(path, {"op": "teacher", **asdict(label)})
 
 
 def read_records(path: Path) -> Iterator[tuple[int, dict | None, str | None]]:

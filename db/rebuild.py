@@ -1,6 +1,8 @@
-"""Rebuild the SQLite database from the JSONL backups (ticks, then human corrections).
+"""Rebuild the SQLite database from the JSONL backups (ticks, then human corrections, then the fallback labeller's
+calls).
 
-    python -m db.rebuild [--jsonl data/ticks.jsonl] [--corrections data/corrections.jsonl] [--db data/bilbo.sqlite3]
+    python -m db.rebuild [--jsonl data/ticks.jsonl] [--corrections data/corrections.jsonl]
+                         [--teacher data/teacher_labels.jsonl] [--db data/bilbo.sqlite3]
 
 Refuses to overwrite an existing database file: move it aside first, so nothing is lost by a typo.
 Bad lines (a torn last line after a power cut) are reported and skipped. Alerts are not rebuilt:
@@ -14,11 +16,12 @@ import sys
 from pathlib import Path
 
 from db import jsonl
-from db.store import Correction, Store, StoreError
+from db.store import Correction, Store, StoreError, TeacherLabel
 from settings import SettingsError, load_settings
 
 
-def _replay_corrections(store: Store, path: Path, problems: list[str]) -> int:
+def _replay_labels(store: Store, path: Path, problems: list[str]) -> int:
+    """Replay a labels backup: human corrections and undos ("add", "undo") or fallback labeller calls ("teacher")."""
     replayed = 0
     for number, record, error in jsonl.read_records(path):
         try:
@@ -29,6 +32,8 @@ def _replay_corrections(store: Store, path: Path, problems: list[str]) -> int:
                 store.import_correction(Correction(**record))
             elif op == "undo":
                 store.mark_corrections_undone(record["ids"], record["undone_ts"])
+            elif op == "teacher":
+                store.import_teacher_label(TeacherLabel(**record))
             else:
                 raise ValueError(f"unknown op {op!r}")
             replayed += 1
@@ -37,8 +42,10 @@ def _replay_corrections(store: Store, path: Path, problems: list[str]) -> int:
     return replayed
 
 
-def rebuild(jsonl_path: Path, db_path: Path, corrections_path: Path | None = None) -> tuple[int, list[str]]:
-    """Returns (ticks imported, problems). Corrections are replayed when their backup exists."""
+def rebuild(
+    jsonl_path: Path, db_path: Path, corrections_path: Path | None = None, teacher_path: Path | None = None
+) -> tuple[int, list[str]]:
+    """Returns (ticks imported, problems). Corrections and teacher labels are replayed when their backups exist."""
     if db_path.exists():
         raise StoreError(f"{db_path} exists: move it aside before rebuilding (nothing was changed)")
     problems: list[str] = []
@@ -50,8 +57,9 @@ def rebuild(jsonl_path: Path, db_path: Path, corrections_path: Path | None = Non
                 continue
             store.import_tick(row)
             imported += 1
-        if corrections_path is not None and corrections_path.exists():
-            _replay_corrections(store, corrections_path, problems)
+        for path in (corrections_path, teacher_path):
+            if path is not None and path.exists():
+                _replay_labels(store, path, problems)
     return imported, problems
 
 
@@ -59,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jsonl", type=Path, help="tick backup to read (default: DATA_DIR/ticks.jsonl)")
     parser.add_argument("--corrections", type=Path, help="corrections backup (default: DATA_DIR/corrections.jsonl)")
+    parser.add_argument("--teacher", type=Path, help="teacher label backup (default: DATA_DIR/teacher_labels.jsonl)")
     parser.add_argument("--db", type=Path, help="database to create (default: DATA_DIR/bilbo.sqlite3)")
     args = parser.parse_args(argv)
     try:
@@ -69,7 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     jsonl_path = args.jsonl or settings.jsonl_path
     db_path = args.db or settings.db_path
     try:
-        imported, problems = rebuild(jsonl_path, db_path, args.corrections or settings.corrections_jsonl_path)
+        imported, problems = rebuild(
+            jsonl_path,
+            db_path,
+            args.corrections or settings.corrections_jsonl_path,
+            args.teacher or settings.teacher_jsonl_path,
+        )
     except (StoreError, OSError) as exc:
         print(f"bilbo: rebuild failed: {exc}", file=sys.stderr)
         return 1

@@ -101,6 +101,28 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX capture_failures_ts ON capture_failures (ts);
     """,
+    # 6: the fallback labeller (labeller/, feature 14). One row per call about one tick's frame, append-only: a row
+    # with `error` NULL is a teacher label (training signal only, never ground truth), one with an error a failed
+    # attempt (the count of a tick's rows is its attempts). `disagrees` (the teacher's state differs from the
+    # tick's) is fixed when the row is written; the partial index lets the review queue put those frames first
+    # without touching the `ticks_review` index. `teacher_labels_ts` serves the per-hour call cap.
+    """
+    CREATE TABLE teacher_labels (
+        id          INTEGER PRIMARY KEY,
+        tick_id     INTEGER NOT NULL REFERENCES ticks (id),
+        ts          REAL    NOT NULL,              -- unix seconds of the call
+        labeller    TEXT    NOT NULL,              -- the server's base URL (no credentials)
+        model       TEXT    NOT NULL,
+        presence    TEXT CHECK (presence IN ('present', 'not_present')),
+        eyes        TEXT CHECK (eyes IN ('open', 'closed', 'not_visible')),
+        raw         TEXT,                          -- the answer as received, trimmed
+        error       TEXT,                          -- NULL: a label; else why this attempt gave none
+        disagrees   INTEGER NOT NULL DEFAULT 0     -- 1: a label whose state differs from the tick's
+    );
+    CREATE INDEX teacher_labels_tick ON teacher_labels (tick_id, id);
+    CREATE INDEX teacher_labels_ts ON teacher_labels (ts);
+    CREATE INDEX teacher_disagreements ON teacher_labels (tick_id) WHERE error IS NULL AND disagrees = 1;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -100,7 +100,10 @@ NIGHT_REVIEW_BOOST = 0.25
 # minus a boost for infrared night frames (the model's weakest data). Must match, character for
 # character, the expression of the `ticks_review` index (migration 2, rebuilt in 4 to leave out frames that
 # retention removed), so ORDER BY walks the index.
-# Hook: when a teacher exists, subtract a disagreement term here and in a new migration's index.
+# Teacher disagreement is not a term of this expression (an index cannot look into another table): the review
+# queue takes the frames the fallback labeller disagrees with first, through their own partial index
+# (`teacher_disagreements`, migration 6), with DISAGREEMENT_BOOST subtracted, so they sort below every other frame.
+DISAGREEMENT_BOOST = 2.0
 REVIEW_PRIORITY_SQL = (
     "CASE WHEN eyes_label = 'unknown' THEN 0.0 ELSE min(coalesce(presence_conf, 1.0), coalesce(face_conf, 1.0), "
     "coalesce(eyes_conf, 1.0)) END - CASE WHEN night THEN 0.25 ELSE 0.0 END"
@@ -155,6 +158,39 @@ def _fold_labels(corrections: Sequence[Correction]) -> dict[int, HumanLabel]:
             c.tick_id, corrected, current.reviewed or c.field == "reviewed", max(current.last_ts, c.created_ts)
         )
     return labels
+
+
+@dataclass(frozen=True)
+class TeacherLabel:
+    """One call to the fallback labeller (labeller/) about one tick's frame.
+
+    `error` None: a teacher label, in the vocabulary of human corrections. It is training signal only (below
+    any human in train.retrain), never an alert and never evaluation. Otherwise a failed attempt, kept so the
+    labeller knows when to give up on the frame and the dashboard can say why there is no label."""
+
+    tick_id: int
+    ts: float  # when the call was made
+    labeller: str  # the server's base URL, credentials redacted
+    model: str
+    presence: str | None = None  # present | not_present
+    eyes: str | None = None  # open | closed | not_visible
+    raw: str | None = None  # the answer as received, trimmed
+    error: str | None = None
+    disagrees: bool = False  # a label whose state differs from the tick's (the review queue puts these first)
+    id: int | None = None
+
+    @property
+    def state(self) -> str | None:
+        """The tick state the teacher's answer means; None for a failed call."""
+        if self.error is not None:
+            return None
+        if self.presence == "not_present":
+            return "absent"
+        return {"open": "awake", "closed": "asleep"}.get(self.eyes or "", "unknown")
+
+    def truth(self) -> dict[str, Any]:
+        """The fields it labels, shaped like HumanLabel.truth ({} for a failed call)."""
+        return {} if self.error is not None else {"presence": self.presence, "eyes": self.eyes}
 
 
 _TICK_COLUMNS = (
@@ -238,6 +274,15 @@ def _correction_from_sql(r: sqlite3.Row) -> Correction:
 
 
 _CORRECTION_COLUMNS = "c.id, c.tick_id, c.field, c.value, c.author, c.created_ts, c.undone_ts"
+
+
+_TEACHER_COLUMNS = "id, tick_id, ts, labeller, model, presence, eyes, raw, error, disagrees"
+# Ticks the fallback labeller disagrees with (the partial index `teacher_disagreements`, migration 6).
+_DISPUTED_SQL = "t.id IN (SELECT tick_id FROM teacher_labels WHERE error IS NULL AND disagrees = 1)"
+
+
+def _teacher_from_sql(r: sqlite3.Row) -> TeacherLabel:
+    return TeacherLabel(**{**{key: r[key] for key in r.keys()}, "disagrees": bool(r["disagrees"])})  # noqa: SIM118
 
 
 def _alert_from_sql(r: sqlite3.Row) -> Alert:
@@ -623,15 +668,23 @@ class Store:
     def review_queue(self, limit: int) -> list[tuple[TickRow, float]]:
         """Unreviewed classified ticks with a JPEG still on disk, most worth a human look first, with their priority.
 
-        Walks the partial expression index `ticks_review` in order and stops after `limit` rows,
-        so the cost does not grow with the size of the history.
+        First the frames the fallback labeller disagrees with (priority lowered by DISAGREEMENT_BOOST: one click
+        confirms or refutes the teacher), then the rest by walking the partial expression index `ticks_review` in
+        order. Both stop after `limit` rows, so the cost does not grow with the size of the history.
         """
+        disputed = self._conn.execute(
+            f"SELECT id, {_TICK_COLUMNS}, {REVIEW_PRIORITY_SQL} - {DISAGREEMENT_BOOST} AS priority FROM ticks t "
+            f"WHERE {_DISPUTED_SQL} AND {_UNREVIEWED_SQL} ORDER BY priority, ts LIMIT ?",
+            (limit,),
+        ).fetchall()
         rows = self._conn.execute(
             f"SELECT id, {_TICK_COLUMNS}, {REVIEW_PRIORITY_SQL} AS priority FROM ticks t "
             f"WHERE {_UNREVIEWED_SQL} ORDER BY {REVIEW_PRIORITY_SQL}, ts LIMIT ?",
-            (limit,),
+            (limit + len(disputed),),
         ).fetchall()
-        return [(_tick_from_sql(r), r["priority"]) for r in rows]
+        first = {r["id"] for r in disputed}
+        ranked = [*disputed, *(r for r in rows if r["id"] not in first)][:limit]
+        return [(_tick_from_sql(r), r["priority"]) for r in ranked]
 
     def review_queue_plan(self) -> str:
         """EXPLAIN QUERY PLAN of the review queue (tests assert it uses the index)."""
@@ -648,6 +701,72 @@ class Store:
             f"SELECT COUNT(*) FROM (SELECT 1 FROM ticks t WHERE {_UNREVIEWED_SQL} LIMIT ?)",
             (cap,),
         ).fetchone()[0]
+
+    # --- teacher labels (the fallback labeller, labeller/) ------------------------------------
+
+    def teacher_candidates(self, since_ts: float, max_attempts: int, limit: int = 1000) -> list[TickRow]:
+        """Ticks the fallback labeller may still ask about, oldest first: classified at or after `since_ts`, the
+        frame kept, no current human decision (a human beats any teacher), no teacher label yet and fewer than
+        `max_attempts` failed calls. Whether the cascade could see the frame is labeller.fallback's rule."""
+        rows = self._conn.execute(
+            f"SELECT id, {_TICK_COLUMNS} FROM ticks t WHERE ts >= ? AND {_UNREVIEWED_SQL} "
+            "AND NOT EXISTS (SELECT 1 FROM teacher_labels l WHERE l.tick_id = t.id AND l.error IS NULL) "
+            "AND (SELECT count(*) FROM teacher_labels l WHERE l.tick_id = t.id) < ? ORDER BY ts, id LIMIT ?",
+            (since_ts, max_attempts, limit),
+        ).fetchall()
+        return [_tick_from_sql(r) for r in rows]
+
+    def add_teacher_label(self, label: TeacherLabel) -> int:
+        """Append one call's outcome (a label or a failed attempt); returns its id."""
+        with self._write() as conn:
+            return conn.execute(
+                "INSERT INTO teacher_labels (tick_id, ts, labeller, model, presence, eyes, raw, error, disagrees) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (label.tick_id, label.ts, label.labeller, label.model, label.presence, label.eyes, label.raw,
+                 label.error, int(label.disagrees)),
+            ).lastrowid  # fmt: skip
+
+    def import_teacher_label(self, label: TeacherLabel) -> None:
+        """Insert a call's outcome keeping its id (rebuild from the JSONL backup)."""
+        with self._write() as conn:
+            conn.execute(
+                f"INSERT OR REPLACE INTO teacher_labels ({_TEACHER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (label.id, label.tick_id, label.ts, label.labeller, label.model, label.presence, label.eyes,
+                 label.raw, label.error, int(label.disagrees)),
+            )  # fmt: skip
+
+    def teacher_calls_since(self, ts: float) -> int:
+        """Calls made to the fallback labeller at or after `ts`, failed ones included (its per-hour cap)."""
+        return self._conn.execute("SELECT count(*) FROM teacher_labels WHERE ts >= ?", (ts,)).fetchone()[0]
+
+    def teacher_history(self, tick_id: int) -> list[TeacherLabel]:
+        """Every call about this tick's frame, oldest first."""
+        return self.teacher_histories([tick_id])[tick_id]
+
+    def teacher_histories(self, tick_ids: Sequence[int]) -> dict[int, list[TeacherLabel]]:
+        """teacher_history of each of these ticks (at most a review queue's page), in one query."""
+        histories: dict[int, list[TeacherLabel]] = {tick_id: [] for tick_id in tick_ids}
+        marks = ", ".join("?" * len(histories))
+        rows = self._conn.execute(
+            f"SELECT {_TEACHER_COLUMNS} FROM teacher_labels WHERE tick_id IN ({marks}) ORDER BY id", list(histories)
+        ).fetchall()
+        for r in rows:
+            histories[r["tick_id"]].append(_teacher_from_sql(r))
+        return histories
+
+    def teacher_label(self, tick_id: int) -> TeacherLabel | None:
+        """The tick's teacher label (None: never asked, or no call succeeded)."""
+        labels = [t for t in self.teacher_history(tick_id) if t.error is None]
+        return labels[-1] if labels else None
+
+    def teacher_labelled_ticks(self) -> list[tuple[TickRow, TeacherLabel]]:
+        """Every tick with a teacher label, by time (train.retrain: training signal below any human label)."""
+        rows = self._conn.execute(
+            f"SELECT {_TEACHER_COLUMNS} FROM teacher_labels WHERE error IS NULL ORDER BY id"
+        ).fetchall()
+        labels = {r["tick_id"]: _teacher_from_sql(r) for r in rows}  # the newest wins
+        ticks = [self.tick(tick_id) for tick_id in labels]
+        return sorted(((t, labels[t.id]) for t in ticks if t is not None), key=lambda pair: pair[0].ts)
 
     def neighbour_tick(self, tick_id: int, direction: int) -> TickRow | None:
         """The tick just before (-1) or after (+1) this one in time, for keyboard prev/next."""

@@ -101,3 +101,40 @@ def test_eye_threshold_defaults_to_the_models_validated_threshold(tmp_path):
     manifest = json.loads((settings.models_dir / "manifest.json").read_text())
     assert cascade.eye_threshold == manifest["models"]["eyes"]["threshold"]
     assert Cascade.load(settings.models_dir, eye_threshold=0.9).eye_threshold == 0.9
+
+
+def test_fallback_labeller_is_off_by_default_and_needs_a_model_when_on():
+    off = load_settings(None, environ={})
+    assert not off.fallback_labeller_enabled and off.fallback_labeller_url == ""
+    with pytest.raises(SettingsError, match="FALLBACK_LABELLER_MODEL is missing"):
+        load_settings(None, environ={"BILBO_FALLBACK_LABELLER_URL": "http://192.168.1.20:11434/v1"})
+    on = load_settings(
+        None,
+        environ={
+            "BILBO_FALLBACK_LABELLER_URL": "http://192.168.1.20:11434/v1/",
+            "BILBO_FALLBACK_LABELLER_MODEL": "qwen2.5vl:7b",
+            "BILBO_FALLBACK_LABELLER_API_KEY": "sk-secret",
+        },
+    )
+    assert on.fallback_labeller_enabled and on.fallback_labeller_url == "http://192.168.1.20:11434/v1"
+    assert (on.fallback_labeller_timeout_s, on.fallback_labeller_max_per_hour) == (20.0, 6)
+    assert "sk-secret" not in repr(on)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("FALLBACK_LABELLER_URL", "192.168.1.20:11434/v1"),  # no scheme
+        ("FALLBACK_LABELLER_URL", "ftp://192.168.1.20/v1"),
+        ("FALLBACK_LABELLER_URL", "http://user:pass@192.168.1.20/v1"),  # the key has its own setting
+        ("FALLBACK_LABELLER_URL", "http://192.168.1.20:11434/v1/chat/completions"),
+        ("FALLBACK_LABELLER_URL", "http://192.168.1.20:port/v1"),
+        ("FALLBACK_LABELLER_TIMEOUT_S", "0"),
+        ("FALLBACK_LABELLER_TIMEOUT_S", "600"),
+        ("FALLBACK_LABELLER_MAX_PER_HOUR", "0"),
+    ],
+)
+def test_malformed_fallback_labeller_setting_names_the_key(tmp_path, key, value):
+    env = write_env(tmp_path, f"FALLBACK_LABELLER_MODEL=m\n{key}={value}\n")
+    with pytest.raises(SettingsError, match=key):
+        load_settings(env, environ={})

@@ -2,13 +2,15 @@
 
 import json
 import sqlite3
+from dataclasses import replace
 
 import pytest
 
 from db import jsonl
 from db.rebuild import rebuild
 from db.schema import SCHEMA_VERSION
-from db.store import Alert, Store, StoreError, TickRow
+from db.store import DISAGREEMENT_BOOST, Alert, Store, StoreError, TeacherLabel, TickRow
+from tests.old_db import database_at_version
 
 
 def make_row(ts: float, state: str = "asleep", **changes) -> TickRow:
@@ -257,3 +259,81 @@ def test_unreviewed_count_stops_at_its_cap(store):
     store.insert_ticks([make_row(float(ts)) for ts in range(5)])
     assert store.count_unreviewed() == 5
     assert store.count_unreviewed(cap=3) == 3
+
+
+# --- teacher labels (the fallback labeller) ---------------------------------------------------------------
+
+
+def teacher(tick_id: int, ts: float, presence: str | None = "present", eyes: str | None = "closed", **kw):
+    return TeacherLabel(tick_id, ts, "http://192.168.1.20:11434/v1", "vision:7b", presence, eyes, "{...}", **kw)
+
+
+def failed_call(tick_id: int, ts: float) -> TeacherLabel:
+    return teacher(tick_id, ts, None, None, error="cannot reach http://192.168.1.20:11434/v1: refused")
+
+
+def test_a_database_from_schema_v5_migrates_to_teacher_labels_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "v5.sqlite3"
+    conn = database_at_version(path, 5)
+    conn.execute(
+        "INSERT INTO ticks (ts, source, unchanged, night, state, jpeg_path, duration_ms) "
+        "VALUES (100.0, 'old', 0, 1, 'unknown', 'frames/a.jpg', 3.0)"
+    )
+    conn.commit()
+    conn.close()
+    with Store.open(path) as store:
+        [old] = store.ticks_between(0, 1e12)
+        assert (old.source, old.state, old.jpeg_path) == ("old", "unknown", "frames/a.jpg")
+        assert store.teacher_history(old.id) == []
+        label_id = store.add_teacher_label(teacher(old.id, 200.0, disagrees=True))
+        assert store.teacher_label(old.id) == teacher(old.id, 200.0, disagrees=True, id=label_id)
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_teacher_candidates_are_unlabelled_kept_frames_of_the_window_oldest_first(store):
+    old = store.insert_tick(make_row(10.0))
+    ids = [store.insert_tick(make_row(ts)) for ts in (100.0, 200.0, 300.0, 400.0, 500.0)]
+    store.insert_tick(make_row(600.0, unchanged=True, jpeg_path=None))  # no new frame
+    taught, failing, given_up, human, pending = ids
+    store.add_teacher_label(teacher(taught, 1000.0))
+    store.add_teacher_label(failed_call(failing, 1000.0))
+    for _ in range(3):
+        store.add_teacher_label(failed_call(given_up, 1000.0))
+    store.add_corrections(human, [("reviewed", True)], "mum", now=1000.0)  # a human beats any teacher
+    assert [t.id for t in store.teacher_candidates(since_ts=50.0, max_attempts=3)] == [failing, pending]
+    assert [t.id for t in store.teacher_candidates(since_ts=0.0, max_attempts=3)] == [old, failing, pending]
+    assert [t.id for t in store.teacher_candidates(since_ts=50.0, max_attempts=1)] == [pending]
+    assert store.teacher_calls_since(1000.0) == 5 and store.teacher_calls_since(1000.1) == 0
+    assert [t.error is None for t in store.teacher_history(failing)] == [False]
+
+
+def test_review_queue_puts_teacher_disagreements_first_until_a_human_decides(store):
+    unknown_night = store.insert_tick(make_row(1.0, eyes_label="unknown", eyes_conf=0.6))  # -0.25: first so far
+    sure_day = store.insert_tick(make_row(2.0, night=False, eyes_conf=0.95))
+    agreed = store.insert_tick(make_row(3.0, night=False, eyes_conf=0.9))
+    failed = store.insert_tick(make_row(4.0, night=False, eyes_conf=0.85))
+    store.add_teacher_label(teacher(sure_day, 10.0, eyes="open", disagrees=True))  # teacher: awake, model: asleep
+    store.add_teacher_label(teacher(agreed, 10.0, disagrees=False))
+    store.add_teacher_label(failed_call(failed, 10.0))
+    queue = store.review_queue(10)
+    assert [t.id for t, _ in queue] == [sure_day, unknown_night, failed, agreed]
+    assert [round(p, 2) for _, p in queue] == [0.95 - DISAGREEMENT_BOOST, -0.25, 0.85, 0.9]
+    assert [t.id for t, _ in store.review_queue(1)] == [sure_day]
+    store.add_corrections(sure_day, [("eyes", "open")], "mum", now=20.0)
+    assert [t.id for t, _ in store.review_queue(10)] == [unknown_night, failed, agreed]
+    assert "USING INDEX ticks_review" in store.review_queue_plan()
+
+
+def test_teacher_labels_and_failed_calls_are_rebuilt_from_their_backup(tmp_path, store):
+    backup, teacher_backup = tmp_path / "ticks.jsonl", tmp_path / "teacher_labels.jsonl"
+    tick_id = store.insert_tick(make_row(1.0, state="unknown"))
+    jsonl.append(backup, store.tick(tick_id))
+    calls = [failed_call(tick_id, 5.0), teacher(tick_id, 9.0, disagrees=True)]
+    for call in calls:
+        jsonl.append_teacher_label(teacher_backup, replace(call, id=store.add_teacher_label(call)))
+    rebuilt_path = tmp_path / "rebuilt.sqlite3"
+    imported, problems = rebuild(backup, rebuilt_path, teacher_path=teacher_backup)
+    assert (imported, problems) == (1, [])
+    with Store.open(rebuilt_path) as rebuilt:
+        assert rebuilt.teacher_history(tick_id) == store.teacher_history(tick_id)
+        assert rebuilt.teacher_label(tick_id).state == "asleep" and len(rebuilt.teacher_history(tick_id)) == 2
