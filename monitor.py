@@ -3,7 +3,8 @@
 A systemd timer or launchd agent runs `python monitor.py --once` every few minutes. Each tick
 is independent: if one fails it logs one line and exits non-zero, and the next tick retries.
 A tick whose capture failed is recorded, so CAMERA_DOWN_TICKS failures in a row send one "camera
-unreachable" alert (and a "camera back" alert when a frame arrives again).
+unreachable" alert (and a "camera back" alert when a frame arrives again). With FALLBACK_LABELLER_URL set, a
+successful tick ends by sending one frame the cascade could not see to that server for a training label (labeller/).
 
     python monitor.py --once                      # one tick on CAMERA_URL from .env
     python monitor.py --once --source sample      # one tick on the built-in sample camera
@@ -38,6 +39,7 @@ from capture.pixeldiff import diff_score
 from capture.sources import SAMPLE_SOURCE, CapturedFrame, grab
 from db import jsonl
 from db.store import Store, StoreError, TickRow
+from labeller.fallback import label_pending
 from lockfile import TickLock
 from models.cascade import Cascade, ModelError
 from models.cry import CryModel, CryModelError
@@ -333,6 +335,8 @@ def run_once(settings: Settings, at: datetime, models: LazyCascade, cry: LazyCry
         code = 1
     deliver_alerts(settings, now=at.timestamp())
     publish_state(settings, at=at.timestamp())  # MQTT / Home Assistant, only when MQTT_HOST is set
+    if code == 0:  # the fallback labeller, only when FALLBACK_LABELLER_URL is set: last, so it delays nothing
+        label_pending(settings, now=at.timestamp())
     apply_retention(settings, now=at.timestamp())  # after a failed tick too: a full disk is a reason ticks fail
     return code
 

@@ -16,7 +16,16 @@ from dashboard.labels import LabelError, effective_state, label_json, parse_corr
 from dashboard.metrics import model_metrics
 from dashboard.sessions import sleep_sessions
 from db import jsonl
-from db.store import NIGHT_REVIEW_BOOST, Alert, CameraOutage, HumanLabel, Store, TickRow
+from db.store import (
+    DISAGREEMENT_BOOST,
+    NIGHT_REVIEW_BOOST,
+    Alert,
+    CameraOutage,
+    HumanLabel,
+    Store,
+    TeacherLabel,
+    TickRow,
+)
 from settings import Settings
 
 log = logging.getLogger("bilbo.dashboard")
@@ -44,6 +53,31 @@ def tick_json(row: TickRow, label: HumanLabel | None = None) -> dict:
     data["human"] = label_json(label)
     data["effective_state"] = effective_state(row, label)
     return data
+
+
+def _teacher_label(history: list[TeacherLabel]) -> TeacherLabel | None:
+    """The newest call of a tick's history that gave a label."""
+    return next((t for t in reversed(history) if t.error is None), None)
+
+
+def teacher_json(history: list[TeacherLabel]) -> dict | None:
+    """The fallback labeller's word on a tick (training signal only, never ground truth): its label if a call
+    succeeded, else the attempts and the last error; None when it was never asked."""
+    if not history:
+        return None
+    label = _teacher_label(history)
+    return {
+        "state": label.state if label else None,
+        "presence": label.presence if label else None,
+        "eyes": label.eyes if label else None,
+        "disagrees": label.disagrees if label else False,
+        "model": history[-1].model,
+        "labeller": history[-1].labeller,
+        "ts": (label or history[-1]).ts,
+        "raw": (label or history[-1]).raw,
+        "attempts": len(history),
+        "last_error": None if label else history[-1].error,
+    }
 
 
 def alert_json(alert: Alert) -> dict:
@@ -102,9 +136,11 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     return int(raw)
 
 
-def _review_reasons(row: TickRow) -> list[str]:
-    """Why a frame is in the queue, in words. (Teacher disagreement joins here once a teacher exists.)"""
+def _review_reasons(row: TickRow, teacher: TeacherLabel | None = None) -> list[str]:
+    """Why a frame is in the queue, in words; a teacher that disagrees with the model comes first."""
     reasons = []
+    if teacher is not None and teacher.disagrees:
+        reasons.append(f"fallback labeller says {teacher.state}, the model {row.state} (-{DISAGREEMENT_BOOST:g})")
     if row.eyes_label == "unknown":
         reasons.append("eyes unknown")
     confs = {"presence": row.presence_conf, "face": row.face_conf, "eyes": row.eyes_conf}
@@ -146,6 +182,11 @@ def register_api(app: Flask, settings: Settings, open_store: Callable[[], Store]
     api = Blueprint("api", __name__, url_prefix="/api")
     interval = settings.tick_interval_s
     cry_threshold = _cry_threshold(settings)
+    teacher_note = (
+        f"frames the fallback labeller ({settings.fallback_labeller_model}) disagrees with come first"
+        if settings.fallback_labeller_enabled
+        else "no teacher: the fallback labeller is off (FALLBACK_LABELLER_URL)"
+    )
 
     @api.get("/status")
     def status():
@@ -198,7 +239,9 @@ def register_api(app: Flask, settings: Settings, open_store: Callable[[], Store]
             before, after = db.neighbour_tick(tick_id, -1), db.neighbour_tick(tick_id, +1)
             history = db.corrections(tick_id)
             label = db.human_label(tick_id)
+            teacher = db.teacher_history(tick_id)
         data = tick_json(row, label)
+        data["teacher"] = teacher_json(teacher)
         data["prev_id"] = before.id if before else None
         data["next_id"] = after.id if after else None
         data["corrections"] = [
@@ -257,13 +300,17 @@ def register_api(app: Flask, settings: Settings, open_store: Callable[[], Store]
             queue = db.review_queue(limit)
             remaining = db.count_unreviewed(REMAINING_CAP)
             newest = db.last_tick()
-        items = [{**tick_json(t), "priority": p, "reasons": _review_reasons(t)} for t, p in queue]
+            teachers = db.teacher_histories([t.id for t, _ in queue])
+        items = []
+        for t, p in queue:
+            reasons = _review_reasons(t, _teacher_label(teachers[t.id]))
+            items.append({**tick_json(t), "teacher": teacher_json(teachers[t.id]), "priority": p, "reasons": reasons})
         return jsonify(
             **freshness(newest, interval, time.time()),
             items=items,
             remaining=remaining,
             remaining_capped=remaining >= REMAINING_CAP,
-            teacher="no teacher yet: disagreements will rank here once one exists",
+            teacher=teacher_note,
         )
 
     @api.get("/metrics")

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from capture.sample_camera import frame_at
-from db.store import Store
+from db.store import HumanLabel, Store, TeacherLabel, TickRow
 from lockfile import TickLock
 from models import preprocess as pp
 from settings import load_settings
@@ -196,6 +196,56 @@ def test_labels_come_only_from_humans_a_correction_beats_a_review_and_places_the
     assert np.allclose(got["face"][0][1][:4], pp.box_to_crop01(reviewed.face_box, crop))
 
 
+def test_training_labels_rank_human_correction_over_review_over_teacher_and_only_humans_validate_or_test():
+    from train.retrain import Labelled, train_truth
+
+    model = TickRow(1.0, "sample", False, 9.0, True, "asleep", "present", 0.99, (1.0, 2.0, 30.0, 40.0), 0.9, "closed",
+                    0.95, "frames/a.jpg", "m", 5.0)  # fmt: skip
+    reviewed = HumanLabel(1, {}, True, 1.0).truth(model)  # "the model was right": present, closed, its box
+    corrected = HumanLabel(1, {"eyes": "open"}, True, 2.0).truth(model)
+    eyes_only = HumanLabel(1, {"eyes": "closed"}, False, 1.0).truth(model)  # a human said nothing about presence
+    teacher = {"presence": "present", "eyes": "not_visible"}
+
+    def frame(truth: dict, taught: dict) -> Labelled:
+        return Labelled(1, 1.0, True, truth, False, None, date(2026, 11, 18), Path("a.jpg"), None, taught)
+
+    assert train_truth(frame({}, teacher), "train") == teacher  # only the teacher: its labels train
+    assert train_truth(frame(reviewed, teacher), "train") == reviewed  # a review beats the teacher
+    assert train_truth(frame(corrected, teacher), "train")["eyes"] == "open"  # a correction beats both
+    assert train_truth(frame(eyes_only, {"presence": "not_present", "eyes": "not_visible"}), "train") == {
+        "presence": "present",  # a human's "closed" says the baby is there, whatever the teacher said
+        "eyes": "closed",
+    }
+    assert train_truth(frame(eyes_only, teacher), "train") == {"presence": "present", "eyes": "closed"}
+    for taught in ({}, teacher):  # validation (early stopping) and held-out nights: humans only
+        assert train_truth(frame(corrected, taught), "val") == corrected
+        assert train_truth(frame(corrected, taught), "held_out") == {}
+    assert train_truth(frame({}, teacher), "val") == {}
+
+
+def test_teacher_labels_train_on_training_nights_and_never_reach_the_held_out_night(nursery, tmp_path):
+    from train.retrain import gather, gather_taught, night_of, night_roles, parent_arrays
+
+    data, _ = copies(nursery, tmp_path)
+    settings = load_settings(None, environ={"BILBO_DATA_DIR": str(data)})
+    with Store.open(settings.db_path) as store:
+        closed = [r for r in store.ticks_between(0, 1e12) if r.eyes_label == "closed" and r.face_box]
+        on_train = next(r for r in closed if str(night_of(r.ts)) == NIGHTS[0])
+        on_held_out = next(r for r in closed if str(night_of(r.ts)) == NIGHTS[-1])
+        for row in (on_train, on_held_out):  # nobody reviewed these two; the teacher says "eyes open"
+            while store.undo_last_decision(row.id, now=row.ts + 700):
+                pass
+            store.add_teacher_label(TeacherLabel(row.id, row.ts + 60, "http://lan/v1", "vision", "present", "open"))
+        frames, _ = gather(store, settings)
+        taught = gather_taught(store, settings, {f.tick_id for f in frames})
+    roles = night_roles({f.night for f in frames})
+    assert {f.tick_id for f in taught} == {on_train.id, on_held_out.id}
+    assert on_held_out.id not in {f.tick_id for f in frames}  # never part of the held-out evaluation
+    arrays = parent_arrays(taught, roles)
+    assert arrays["presence_train_y"].tolist() == [1] and arrays["eyes_train_y"].tolist() == [1, 1]
+    assert not [k for k in arrays if "_val_" in k or "held" in k]  # the held-out frame taught nothing
+
+
 # ---- the whole command --------------------------------------------------------------------------------
 @needs_training
 def test_a_candidate_cannot_beat_models_already_perfect_on_the_held_out_night_so_nothing_changes(
@@ -203,15 +253,18 @@ def test_a_candidate_cannot_beat_models_already_perfect_on_the_held_out_night_so
 ):
     data, models = copies(nursery, tmp_path)
     with Store.open(data / "bilbo.sqlite3") as store:  # one frame removed by retention, one gone from disk
-        pruned, missing = (tick for tick, _label in store.labelled_ticks()[5:7])
+        pruned, missing, taught = (tick for tick, _label in store.labelled_ticks()[5:8])
         (data / pruned.jpeg_path).unlink()
         store.mark_media_pruned([pruned.id], ts=pruned.ts + 86400 * 31)
         (data / missing.jpeg_path).unlink()
+        store.undo_last_decision(taught.id, now=taught.ts + 700)  # only the fallback labeller labelled this one
+        store.add_teacher_label(TeacherLabel(taught.id, taught.ts + 60, "http://lan/v1", "vision", "present", "open"))
     before = files(models)
 
     done = retrain(*retrain_args(data, models, base_cache))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "KEPT the current models" in done.stdout
+    assert "plus 1 frames only the fallback labeller labelled, for training" in done.stdout
     assert "skipped: 1 frame removed by retention, 1 frame missing on disk" in done.stdout
     (candidate,) = (data / "retrain").glob("candidate-*")
     entry = json.loads((candidate / "manifest.json").read_text())["retrain"]
@@ -222,7 +275,7 @@ def test_a_candidate_cannot_beat_models_already_perfect_on_the_held_out_night_so
     assert files(models) == before and not list((data / "retrain").glob("previous-*"))
 
     used = entry["human_labelled_frames"]
-    assert used["used"] == 118 and used["per_role"] == {"train": 78, "held_out": 40}
+    assert used["used"] == 117 and used["per_role"] == {"train": 77, "held_out": 40} and used["teacher_only"] == 1
     assert used["skipped"] == {"frame removed by retention": 1, "frame missing on disk": 1}
     assert entry["nights"]["2026-11-20"] == {"role": "held_out", "frames": 40}
     assert current["state"]["all"]["n"] == 40  # scored on the held-out night only, day and infrared apart
@@ -235,6 +288,7 @@ def test_a_candidate_cannot_beat_models_already_perfect_on_the_held_out_night_so
     for part in ("| presence | macro_f1 |", "| face | detected_iou50 |", "| eyes | macro_f1 |", "| state | accuracy |"):
         assert part in text
     assert "eyes / closed (n " in text and "| 2026-11-20 | held_out | 40 |" in text
+    assert "fallback labeller (teacher), training nights only, never evaluated: 1 frames" in text
     assert "- candidate presence: #" in text  # the candidate's worst errors, by tick id
     assert report.with_name(report.stem + "-errors.png").is_file()
 

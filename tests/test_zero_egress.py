@@ -3,9 +3,9 @@ allowlist that their configuration implies.
 
 The allowlist is computed from the same Settings the process loads: the camera's host and port (and ffmpeg, the
 only program the tick may start) for an RTSP camera, the Telegram Bot API's host and port only when Telegram is
-configured (the MQTT broker only when MQTT_HOST is set), the dashboard's own loopback address for its listening
-socket, and nothing else: no DNS lookup of another name, no telemetry, no model or package download, no listener on
-the LAN.
+configured (the MQTT broker only when MQTT_HOST is set, the fallback labeller's server only when
+FALLBACK_LABELLER_URL is set), the dashboard's own loopback address for its listening socket, and nothing else: no
+DNS lookup of another name, no telemetry, no model or package download, no listener on the LAN.
 
 Two recorders watch the real processes, and `violations()` checks what either saw:
 - audit: `tests/egress_audit/sitecustomize.py` (put first on PYTHONPATH) installs a PEP 578 audit hook in every
@@ -115,6 +115,10 @@ def allowlist_for(settings: Settings, *, dashboard: bool = False) -> Allowlist:
         connect.add(bot_api)
     if getattr(settings, "mqtt_host", ""):  # the parent's own MQTT broker (feature 16), only when MQTT_HOST is set
         connect.add((_host(settings.mqtt_host), settings.mqtt_port))
+    if settings.fallback_labeller_enabled:  # the parent's own model server (feature 14), only when its URL is set
+        labeller = endpoint(settings.fallback_labeller_url)
+        assert labeller is not None
+        connect.add(labeller)
     return Allowlist(connect=frozenset(connect), programs=frozenset(programs))
 
 
@@ -430,6 +434,32 @@ def test_sample_camera_ticks_work_with_no_network_interface_at_all(tmp_path):
         assert rec.started("monitor.py") and violations(rec.events(), Allowlist()) == []
     assert "alert (no Telegram configured): Baby seems to be waking" in result.stderr
     assert [r.state for r in rows(tmp_path / "data")] == ["asleep", "awake", "awake"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# (1b) the sample camera with the fallback labeller on: that server, nothing else
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("recorder", RECORDERS)
+def test_an_enabled_fallback_labeller_is_the_only_extra_destination(tmp_path, recorder):
+    """The 23:00 sample frame is one the cascade cannot see: the tick sends it to the configured labeller on
+    127.0.0.1, and to nothing else."""
+    from tests.test_fallback_labeller import ChatServer
+
+    with ChatServer() as chat:
+        variables, settings = tick_settings(tmp_path / "data", audio_seconds="0", fallback_labeller_url=chat.base_url,
+                                            fallback_labeller_model="vision")  # fmt: skip
+        allow = allowlist_for(settings)
+        assert allow == Allowlist(connect=frozenset({("127.0.0.1", chat.port)}))
+        rec = recording(tmp_path / "rec", recorder)
+        result = run_tick(rec, variables, "23:00", "--source", "sample")
+    assert result.returncode == 0, result.stderr
+    assert rec.started("monitor.py"), "the audit hook was not installed in the tick"
+    assert_no_violations(rec, allow, "the sample tick with a fallback labeller")
+    assert len(chat.requests) == 1  # the frame went to the labeller...
+    reached = [e for e in rec.events() if e["event"] == "socket.connect" and _address(e) == ("127.0.0.1", chat.port)]
+    assert reached, "the connection to the labeller was not recorded: the recorder is blind"  # ...and was seen
 
 
 # ---------------------------------------------------------------------------------------------------------

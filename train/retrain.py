@@ -10,6 +10,8 @@ turns them into a better model without ever deploying a worse one:
 
 1. Ground truth is only what a human reviewed or corrected (Store.labelled_ticks): a correction beats
    "reviewed, model right" (which confirms the model's own output); unreviewed output is never a label.
+   The fallback labeller's answers (labeller/, opt-in) are training signal below both (`train_truth`): they fill
+   the fields no human labelled, on training nights only; validation and held-out nights use human labels only.
 2. Frames are split BY NIGHT (a tick belongs to the local date of ts - 12 h): the newest night and every
    4th night before it are held out. Consecutive frames are near-duplicates: a split by frame would test
    on the training set.
@@ -35,7 +37,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -43,7 +45,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from db.store import Store
+from db.store import Store, TickRow
 from lockfile import TickLock
 from models import preprocess as pp
 from models.cascade import MANIFEST, MODEL_FILES, Cascade, ModelError
@@ -92,6 +94,7 @@ class Labelled:
     night: date
     path: Path
     crop: tuple[int, int, int, int] | None
+    teacher: dict = field(default_factory=dict)  # the fallback labeller's fields (TeacherLabel.truth); training only
 
 
 @dataclass(frozen=True)
@@ -112,26 +115,61 @@ def night_of(ts: float) -> date:
     return (datetime.fromtimestamp(ts) - NIGHT_SHIFT).date()
 
 
+def unusable(tick: TickRow, settings: Settings) -> str | None:
+    """Why a tick's frame cannot be cut (None: it can)."""
+    path = settings.data_dir / tick.jpeg_path if tick.jpeg_path else None
+    if tick.media_pruned:
+        return "frame removed by retention"
+    if path is None:
+        return "no frame kept (unchanged tick)"
+    if not path.is_file():
+        return "frame missing on disk"
+    if cv2.imread(str(path), cv2.IMREAD_REDUCED_COLOR_8) is None:
+        return "frame unreadable"
+    return None
+
+
+def _labelled(tick: TickRow, settings: Settings, truth: dict, corrected: bool, teacher: dict) -> Labelled:
+    path, crop = settings.data_dir / str(tick.jpeg_path), bassinet_crop(settings, tick.source)
+    return Labelled(
+        tick.id, tick.ts, tick.night, truth, corrected, tick.face_box, night_of(tick.ts), path, crop, teacher
+    )
+
+
 def gather(store: Store, settings: Settings) -> tuple[list[Labelled], Counter]:
-    """Every labelled tick whose JPEG can still be read, and a count of the others by reason."""
+    """Every human-labelled tick whose JPEG can still be read (with its teacher label, if any), and a count of
+    the others by reason."""
+    teacher = {tick.id: label.truth() for tick, label in store.teacher_labelled_ticks()}
     frames, skipped = [], Counter()
     for tick, label in store.labelled_ticks():
-        path = settings.data_dir / tick.jpeg_path if tick.jpeg_path else None
-        if tick.media_pruned:
-            skipped["frame removed by retention"] += 1
-        elif path is None:
-            skipped["no frame kept (unchanged tick)"] += 1
-        elif not path.is_file():
-            skipped["frame missing on disk"] += 1
-        elif cv2.imread(str(path), cv2.IMREAD_REDUCED_COLOR_8) is None:
-            skipped["frame unreadable"] += 1
+        if why := unusable(tick, settings):
+            skipped[why] += 1
         else:
-            truth, crop = label.truth(tick), bassinet_crop(settings, tick.source)
-            night = night_of(tick.ts)
-            frames.append(
-                Labelled(tick.id, tick.ts, tick.night, truth, bool(label.corrected), tick.face_box, night, path, crop)
-            )
+            frames.append(_labelled(tick, settings, label.truth(tick), bool(label.corrected), teacher.get(tick.id, {})))
     return frames, skipped
+
+
+def gather_taught(store: Store, settings: Settings, human: set[int]) -> list[Labelled]:
+    """Ticks only the fallback labeller labelled (not in `human`), with a readable frame: training signal only."""
+    return [
+        _labelled(tick, settings, {}, False, label.truth())
+        for tick, label in store.teacher_labelled_ticks()
+        if tick.id not in human and unusable(tick, settings) is None
+    ]
+
+
+def train_truth(f: Labelled, role: str) -> dict:
+    """The labels a frame trains with, field by field: human correction > human review > teacher (`f.truth` already
+    puts a correction over what a review confirmed). Teacher labels are training signal only: on validation
+    nights (early stopping) only humans count, and held-out frames teach nothing."""
+    if role == "held_out":
+        return {}
+    if role != "train" or not f.teacher:
+        return f.truth
+    merged = {**f.teacher, **f.truth}
+    if (human := presence_truth(f.truth)) is not None:
+        merged["presence"] = human  # a human's "eyes closed" says the baby is there, whatever the teacher said
+    return merged
 
 
 def night_roles(nights: set[date]) -> dict[date, str]:
@@ -203,10 +241,11 @@ def parent_arrays(frames: list[Labelled], roles: dict[date, str]) -> dict[str, n
     """'{stage}_{train|val}_{x|y}' arrays of the parent's frames on training and validation nights."""
     parts: dict[str, list] = {}
     for f in tqdm(frames, desc="examples", leave=False):
-        role = roles[f.night]
-        if role == "held_out":
+        role = roles.get(f.night, "train")  # a night that only the teacher labelled can only train
+        truth = train_truth(f, role)
+        if not truth:
             continue
-        for stage, pairs in examples(cv2.imread(str(f.path)), f).items():
+        for stage, pairs in examples(cv2.imread(str(f.path)), replace(f, truth=truth)).items():
             for x, y in pairs:
                 parts.setdefault(f"{stage}_{role}_x", []).append(x)
                 parts.setdefault(f"{stage}_{role}_y", []).append(y)
@@ -472,6 +511,8 @@ def write_report(path: Path, info: dict, cur: dict, cand: dict, recs: dict, prom
         "",
         f"- labelled ticks: {info['frames']['labelled_ticks']}; used: {info['frames']['used']} "
         f"({info['frames']['corrected']} corrected, {info['frames']['reviewed_only']} reviewed only)",
+        f"- fallback labeller (teacher), training nights only, never evaluated: {info['frames']['teacher_only']} "
+        "frames no human labelled (on a human-labelled frame it fills only the fields no human gave)",
         *[f"- skipped, {why_}: {n}" for why_, n in info["frames"]["skipped"].items()],
         "",
         "| night (evening of) | role | frames |",
@@ -557,6 +598,7 @@ def retrain(settings: Settings, shared: Path, quick: bool, threads: int, cache: 
         return 2
     with Store.open(settings.db_path) as store:
         frames, skipped = gather(store, settings)
+        taught = gather_taught(store, settings, {f.tick_id for f in frames})
     roles = night_roles({f.night for f in frames})
     if (problem := too_few(frames, roles)) is not None:
         print(problem, file=sys.stderr)
@@ -574,7 +616,10 @@ def retrain(settings: Settings, shared: Path, quick: bool, threads: int, cache: 
     cand_dir = unique_dir(out, f"candidate-{stamp}")
     held = [f for f in frames if roles[f.night] == "held_out"]
     print(f"retrain: {len(frames)} labelled frames over {len(roles)} nights, {len(held)} held out", flush=True)
-    parent = parent_arrays(frames, roles)
+    taught = [f for f in taught if roles.get(f.night, "train") == "train"]
+    if taught:
+        print(f"retrain: plus {len(taught)} frames only the fallback labeller labelled, for training", flush=True)
+    parent = parent_arrays(frames + taught, roles)
     print("retrain: loading train.vision's base data from", shared, flush=True)
     base = datasets.load_or_build(shared, cache, 0.05 if quick else 1.0)
     base = cap_base(base, QUICK_BASE_CAP) if quick else base
@@ -600,6 +645,7 @@ def retrain(settings: Settings, shared: Path, quick: bool, threads: int, cache: 
             "used": len(frames),
             "corrected": sum(f.corrected for f in frames),
             "reviewed_only": sum(not f.corrected for f in frames),
+            "teacher_only": len(taught),  # fallback labeller, training nights only; not counted in "used"
             "per_role": dict(used),
             "skipped": dict(skipped),
         },
