@@ -336,7 +336,7 @@ def run_once(settings: Settings, at: datetime, models: LazyCascade, cry: LazyCry
     deliver_alerts(settings, now=at.timestamp())
     publish_state(settings, at=at.timestamp())  # MQTT / Home Assistant, only when MQTT_HOST is set
     if code == 0:  # the fallback labeller, only when FALLBACK_LABELLER_URL is set: last, so it delays nothing
-        label_pending(settings, now=at.timestamp())
+        label_pending(settings, now=at.timestamp(), crop_of=bassinet_crop)
     apply_retention(settings, now=at.timestamp())  # after a failed tick too: a full disk is a reason ticks fail
     return code
 

@@ -14,14 +14,19 @@ every evaluation read the cascade and the humans, never this.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+
+import cv2
 
 from db import jsonl
 from db.store import Store, StoreError, TeacherLabel, TickRow
 from labeller.client import LabellerError, ask
 from settings import Settings
 
+Crop = tuple[int, int, int, int]
+CropOf = Callable[[Settings, str], Crop | None]  # monitor.bassinet_crop: (settings, a tick's source) -> crop
 log = logging.getLogger("bilbo.labeller")
 
 WINDOW_S = 24 * 3600  # older frames are no longer asked about (the nursery has moved on; retention nears)
@@ -48,20 +53,35 @@ def next_frame(store: Store, data_dir: Path, now: float) -> TickRow | None:
     return None
 
 
-def label_pending(settings: Settings, now: float) -> TeacherLabel | None:
+def image_to_send(path: Path, crop: Crop | None) -> bytes:
+    """The JPEG the server sees: only the bassinet crop when one is known (the rest of the room stays home),
+    else the stored frame as it is. Raises OSError for a frame that cannot be read."""
+    if crop is None:
+        return path.read_bytes()
+    img = cv2.imread(str(path))
+    if img is None:
+        raise OSError(f"{path}: not a readable JPEG")
+    x1, y1, x2, y2 = crop
+    ok, buf = cv2.imencode(".jpg", img[max(0, y1) : y2, max(0, x1) : x2], [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:
+        raise OSError(f"{path}: the bassinet crop could not be encoded")
+    return buf.tobytes()
+
+
+def label_pending(settings: Settings, now: float, crop_of: CropOf) -> TeacherLabel | None:
     """One call about one pending frame, stored; None when off, capped or nothing is pending. Never raises for
     the server or the database: a problem is one warning line and the tick stays a success."""
     if not settings.fallback_labeller_enabled:
         return None
     try:
         with Store.open(settings.db_path) as store:
-            return _label_one(settings, store, now)
+            return _label_one(settings, store, now, crop_of)
     except (StoreError, OSError) as exc:
         log.warning("fallback labeller: skipped this tick (a later tick tries again): %s", exc)
         return None
 
 
-def _label_one(settings: Settings, store: Store, now: float) -> TeacherLabel | None:
+def _label_one(settings: Settings, store: Store, now: float, crop_of: CropOf) -> TeacherLabel | None:
     calls = store.teacher_calls_since(now - 3600)
     if calls >= settings.fallback_labeller_max_per_hour:
         log.info("fallback labeller: %d calls in the last hour (FALLBACK_LABELLER_MAX_PER_HOUR): none this tick", calls)
@@ -70,10 +90,14 @@ def _label_one(settings: Settings, store: Store, now: float) -> TeacherLabel | N
     if row is None:
         return None
     url, model = settings.fallback_labeller_url, settings.fallback_labeller_model  # no credentials (settings.py)
-    jpeg = (settings.data_dir / str(row.jpeg_path)).read_bytes()
+    jpeg = image_to_send(settings.data_dir / str(row.jpeg_path), crop_of(settings, row.source))
     attempt = len(store.teacher_history(row.id)) + 1
     log.info(
-        "fallback labeller: sending the frame of tick %d (%d kB) to %s, model %s", row.id, len(jpeg) // 1000, url, model
+        "fallback labeller: sending the bassinet crop of tick %d (%d kB) to %s, model %s",
+        row.id,
+        len(jpeg) // 1000,
+        url,
+        model,
     )
     try:
         answer = ask(url, model, settings.fallback_labeller_api_key, jpeg, settings.fallback_labeller_timeout_s)

@@ -14,8 +14,11 @@ import threading
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import cv2
+import numpy as np
 import pytest
 
+from capture.sample_camera import BASSINET_CROP
 from db.store import Store, TickRow
 from labeller.client import LabellerError, parse_label
 from labeller.fallback import MAX_ATTEMPTS, needs_teacher
@@ -223,14 +226,18 @@ def test_a_frame_the_cascade_cannot_see_is_sent_once_with_its_jpeg_and_the_label
     assert text["type"] == "text" and '"baby_present"' in text["text"]
     prefix, encoded = image["image_url"]["url"].split(",", 1)
     assert prefix == "data:image/jpeg;base64"
-    assert base64.b64decode(encoded) == (tmp_path / tick.jpeg_path).read_bytes()  # exactly the stored frame
+    sent_image = cv2.imdecode(np.frombuffer(base64.b64decode(encoded), np.uint8), cv2.IMREAD_COLOR)
+    x1, y1, x2, y2 = BASSINET_CROP  # only the bassinet crop leaves the house, not the room around it
+    stored_crop = cv2.imread(str(tmp_path / tick.jpeg_path))[y1:y2, x1:x2]
+    assert sent_image.shape == stored_crop.shape
+    assert np.abs(sent_image.astype(int) - stored_crop).mean() < 3  # the same pixels, re-encoded
 
     assert (label.presence, label.eyes, label.state, label.error) == ("present", "closed", "asleep", None)
     assert (label.model, label.labeller, label.raw) == (MODEL, chat.base_url, LABEL)
     assert label.disagrees  # "asleep" vs the cascade's "unknown"
     [line] = (tmp_path / "teacher_labels.jsonl").read_text().splitlines()
     assert json.loads(line) == {"op": "teacher", **json.loads(json.dumps(label.__dict__))}
-    assert f"sending the frame of tick {tick.id}" in done.stderr and chat.base_url in done.stderr
+    assert f"sending the bassinet crop of tick {tick.id}" in done.stderr and chat.base_url in done.stderr
     assert API_KEY not in done.stderr and warnings(done.stderr) == []
 
     again = sample_tick(tmp_path, "23:04", **chat.env())  # labelled once: never asked about again
