@@ -336,3 +336,28 @@ def test_teacher_label_shows_on_the_tick_and_a_disagreement_leads_the_review_que
         assert queue["items"][0]["reasons"][0].startswith("fallback labeller says asleep, the model unknown")
         assert queue["items"][0]["priority"] < queue["items"][1]["priority"]
         assert call("GET", f"{base}/api/ticks/{rival}")[1]["teacher"] is None
+
+
+def test_the_frame_view_shows_the_fallback_labellers_hint_in_chromium(tmp_path, chat):
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS
+
+    assert sample_tick(tmp_path, "23:00", **chat.env()).returncode == 0  # teacher: asleep; cascade: unknown
+    settings = dashboard_settings(tmp_path, fallback_labeller_url=chat.base_url, fallback_labeller_model=MODEL)
+    with Store.open(settings.db_path) as store:
+        [taught] = store.ticks_between(0, 1e12)
+    with serving(settings) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(base + "/")
+            expect(page.locator("#timeline")).to_be_attached()
+            page.evaluate(f"openTick({taught.id})")  # what a click on the timeline or the review queue does
+            details = page.locator("#details")
+            expect(details).to_contain_text("fallback labeller")
+            expect(details).to_contain_text(f"asleep (baby present, eyes closed), {MODEL}: a training hint")
+            expect(details).to_contain_text("state")  # the model's own state is still what the row shows
+            assert "unknown" in details.locator("tr", has_text="state").first.inner_text()
+        finally:
+            browser.close()
