@@ -289,7 +289,7 @@ def train_candidate(base: dict, parent: dict, out_dir: Path, shared: Path, quick
         print(f"retrain: {kind}: {len(xb)} base + {len(xp)} parent examples x{r}, {len(xva)} validation", flush=True)
         xtr = np.concatenate([xb, *([xp] * r)])
         ytr = np.concatenate([yb, *([yp] * r)])
-        models[kind], fits[kind] = vision.fit(kind, xtr, ytr, xva, yva, cfg["epochs"][kind], cfg["patience"])
+        models[kind], fits[kind] = vision.fit_stage(kind, xtr, ytr, xva, yva, cfg["epochs"][kind], cfg["patience"])
         fits[kind]["parent_examples"] = {"train": len(xp), "repeat": r, "val": len(xva) - len(base[f"{kind}_val_x"])}
     train_info = {
         "wall_time_s": round(time.time() - started, 1),

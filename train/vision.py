@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from models import preprocess as pp
-from models.networks import INPUT_SIZES, build
+from models.networks import EYE_MEMBERS, INPUT_SIZES, MeanOfMembers, build, build_member
 
 # ---- configuration -------------------------------------------------------------------------
 SEED = 0
@@ -182,19 +182,20 @@ def fit(
     patience: int,
     weights: str | None = None,
     epoch_hook=None,
+    seed: int = SEED,
 ) -> tuple[torch.nn.Module, dict]:
-    """Train one stage; returns the model holding the best validation epoch's weights.
+    """Train one network; returns the model holding the best validation epoch's weights.
 
     epoch_hook(model, epoch) runs after each epoch's training (tests use it to spoil an epoch)."""
-    torch.manual_seed(SEED)
-    g = torch.Generator().manual_seed(SEED)
-    model = build(kind, weights)
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    model = build_member(kind, weights)
     loss_fn = make_loss(kind, ytr)
     ytr_t, yva_t = torch.from_numpy(ytr), torch.from_numpy(yva)
     opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
     steps = max(1, epochs * math.ceil(len(xtr) / BATCH))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=steps, pct_start=0.15)
-    order_rng = np.random.default_rng(SEED)
+    order_rng = np.random.default_rng(seed)
     best, best_loss, best_epoch, history = None, float("inf"), -1, []
     for epoch in range(epochs):
         model.train()
@@ -225,6 +226,27 @@ def fit(
     model.load_state_dict(best)
     model.eval()
     return model, {"best_epoch": best_epoch + 1, "best_val_loss": round(best_loss, 4), "val_loss_history": history}
+
+
+def fit_stage(kind: str, xtr, ytr, xva, yva, epochs: int, patience: int, weights: str | None = None):
+    """The network a stage ships as. Eyes: EYE_MEMBERS networks from seeds SEED, SEED+1, ..., each kept at
+    its own best validation epoch, averaged by MeanOfMembers; other stages: one `fit`."""
+    if kind != "eyes":
+        return fit(kind, xtr, ytr, xva, yva, epochs, patience, weights)
+    members, infos = [], []
+    for seed in range(SEED, SEED + EYE_MEMBERS):
+        tqdm.write(f"eyes: member {seed - SEED + 1}/{EYE_MEMBERS} (seed {seed})")
+        model, info = fit(kind, xtr, ytr, xva, yva, epochs, patience, weights, seed=seed)
+        members.append(model)
+        infos.append(info)
+    ensemble = MeanOfMembers(members).eval()
+    val_loss = float(F.nll_loss(predict(ensemble, xva), torch.from_numpy(yva)))
+    return ensemble, {
+        "members": EYE_MEMBERS,
+        "seeds": list(range(SEED, SEED + EYE_MEMBERS)),
+        **{k: [i[k] for i in infos] for k in infos[0]},
+        "ensemble_val_nll": round(val_loss, 4),
+    }
 
 
 # ---- export ---------------------------------------------------------------------------------------
@@ -300,7 +322,7 @@ def train_all(
             fits[kind]["note"] = f"kept from the earlier run in {torch_out}"
             continue
         a = lambda s, f: arrays[f"{kind}_{s}_{f}"]  # noqa: E731, B023
-        models[kind], fits[kind] = fit(
+        models[kind], fits[kind] = fit_stage(
             kind,
             a("train", "x"),
             a("train", "y"),
