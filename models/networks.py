@@ -10,10 +10,10 @@ from torchvision.models import mobilenet_v3_small
 from models.preprocess import EYE_SIZE, FACE_SIZE, PRESENCE_SIZE
 
 WIDTH_MULT = 0.5  # keeps each exported model around 1 MB
-# The eye stage ships as the mean of EYE_MEMBERS classifiers trained alike from different seeds: on the
-# validation people three members gave macro F1 0.964 against 0.952-0.960 for each alone (every crop),
-# for ~0.6 ms more per tick. Eyes of unseen people are where single models disagree most.
-EYE_MEMBERS = 3
+# How many networks, trained alike from seeds SEED, SEED+1, ..., a stage ships as (their mean, one ONNX file).
+# Eyes: on the validation people three members gave macro F1 0.964 against 0.952-0.960 for each alone (every
+# crop), for ~0.6 ms more per tick; eyes of unseen people are where single models disagree most.
+MEMBERS = {"presence": 1, "face": 1, "eyes": 3}
 PRESENCE_CLASSES = ("not_present", "present")
 EYE_CLASSES = ("closed", "open")
 FACE_OUTPUTS = ("x1", "y1", "x2", "y2", "face_logit")  # box normalised 0..1 to the crop (sigmoid) + logit
@@ -74,7 +74,7 @@ class MeanOfMembers(nn.Module):
 
 
 def build_member(kind: str, weights: str | None = None) -> nn.Module:
-    """One trainable network of a stage (the eye stage has EYE_MEMBERS of them)."""
+    """One trainable network of a stage (a stage ships MEMBERS[kind] of them)."""
     if kind == "face":
         return FaceNet(weights=weights)
     if kind in ("presence", "eyes"):
@@ -82,8 +82,8 @@ def build_member(kind: str, weights: str | None = None) -> nn.Module:
     raise ValueError(f"unknown model kind {kind!r}")
 
 
-def build(kind: str, weights: str | None = None, members: int = EYE_MEMBERS) -> nn.Module:
-    """The network a stage ships as: the eye stage is `members` eye classifiers averaged."""
-    if kind == "eyes":
-        return MeanOfMembers([build_member(kind, weights) for _ in range(members)])
+def build(kind: str, weights: str | None = None) -> nn.Module:
+    """The network a stage ships as: MEMBERS[kind] classifiers averaged, or the one network."""
+    if MEMBERS.get(kind, 1) > 1:
+        return MeanOfMembers([build_member(kind, weights) for _ in range(MEMBERS[kind])])
     return build_member(kind, weights)

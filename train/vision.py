@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from models import preprocess as pp
-from models.networks import EYE_MEMBERS, INPUT_SIZES, MeanOfMembers, build, build_member
+from models.networks import INPUT_SIZES, MEMBERS, MeanOfMembers, build, build_member
 
 # ---- configuration -------------------------------------------------------------------------
 SEED = 0
@@ -229,21 +229,22 @@ def fit(
 
 
 def fit_stage(kind: str, xtr, ytr, xva, yva, epochs: int, patience: int, weights: str | None = None):
-    """The network a stage ships as. Eyes: EYE_MEMBERS networks from seeds SEED, SEED+1, ..., each kept at
-    its own best validation epoch, averaged by MeanOfMembers; other stages: one `fit`."""
-    if kind != "eyes":
+    """The network a stage ships as: MEMBERS[kind] networks from seeds SEED, SEED+1, ..., each kept at its own
+    best validation epoch, averaged by MeanOfMembers; a one-member stage is one `fit`."""
+    n = MEMBERS.get(kind, 1)
+    if n == 1:
         return fit(kind, xtr, ytr, xva, yva, epochs, patience, weights)
     members, infos = [], []
-    for seed in range(SEED, SEED + EYE_MEMBERS):
-        tqdm.write(f"eyes: member {seed - SEED + 1}/{EYE_MEMBERS} (seed {seed})")
+    for seed in range(SEED, SEED + n):
+        tqdm.write(f"{kind}: member {seed - SEED + 1}/{n} (seed {seed})")
         model, info = fit(kind, xtr, ytr, xva, yva, epochs, patience, weights, seed=seed)
         members.append(model)
         infos.append(info)
     ensemble = MeanOfMembers(members).eval()
     val_loss = float(F.nll_loss(predict(ensemble, xva), torch.from_numpy(yva)))
     return ensemble, {
-        "members": EYE_MEMBERS,
-        "seeds": list(range(SEED, SEED + EYE_MEMBERS)),
+        "members": n,
+        "seeds": list(range(SEED, SEED + n)),
         **{k: [i[k] for i in infos] for k in infos[0]},
         "ensemble_val_nll": round(val_loss, 4),
     }
