@@ -134,3 +134,23 @@ def test_cli_module_entry_point(tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["presence"]["label"] in ("present", "not_present")
+
+
+@pytest.mark.parametrize("kind", ["eyes", "face"])
+def test_a_stage_of_several_members_answers_with_their_mean(kind):
+    import torch
+
+    from models.networks import INPUT_SIZES, MeanOfMembers, build_member
+
+    torch.manual_seed(3)
+    members = [build_member(kind).eval() for _ in range(3)]
+    x = torch.randn(4, 3, INPUT_SIZES[kind], INPUT_SIZES[kind])
+    with torch.no_grad():
+        got = MeanOfMembers(members).eval()(x)
+        outs = [m(x) for m in members]
+    if kind == "face":  # the mean box, and the mean face-found probability (as a logit, like one FaceNet)
+        assert torch.allclose(got[:, :4], torch.stack([o[:, :4] for o in outs]).mean(0), atol=1e-6)
+        assert torch.allclose(torch.sigmoid(got[:, 4]), torch.stack([torch.sigmoid(o[:, 4]) for o in outs]).mean(0))
+    else:  # the tick's softmax of the output is the mean of the members' probabilities
+        assert torch.allclose(got.softmax(1), torch.stack([o.softmax(1) for o in outs]).mean(0), atol=1e-6)
+    assert not torch.allclose(outs[0], outs[1])  # the members differ, so the mean is not one of them

@@ -241,12 +241,12 @@ def fit_stage(kind: str, xtr, ytr, xva, yva, epochs: int, patience: int, weights
         members.append(model)
         infos.append(info)
     ensemble = MeanOfMembers(members).eval()
-    val_loss = float(F.nll_loss(predict(ensemble, xva), torch.from_numpy(yva)))
+    val_loss = float(make_loss(kind, ytr)(predict(ensemble, xva), torch.from_numpy(yva)))
     return ensemble, {
         "members": n,
         "seeds": list(range(SEED, SEED + n)),
         **{k: [i[k] for i in infos] for k in infos[0]},
-        "ensemble_val_nll": round(val_loss, 4),
+        "ensemble_val_loss": round(val_loss, 4),
     }
 
 
