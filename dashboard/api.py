@@ -25,6 +25,7 @@ from db.store import (
     Store,
     TeacherLabel,
     TickRow,
+    newest_teacher_label,
 )
 from settings import Settings
 
@@ -55,17 +56,12 @@ def tick_json(row: TickRow, label: HumanLabel | None = None) -> dict:
     return data
 
 
-def _teacher_label(history: list[TeacherLabel]) -> TeacherLabel | None:
-    """The newest call of a tick's history that gave a label."""
-    return next((t for t in reversed(history) if t.error is None), None)
-
-
 def teacher_json(history: list[TeacherLabel]) -> dict | None:
     """The fallback labeller's word on a tick (training signal only, never ground truth): its label if a call
     succeeded, else the attempts and the last error; None when it was never asked."""
     if not history:
         return None
-    label = _teacher_label(history)
+    label = newest_teacher_label(history)
     return {
         "state": label.state if label else None,
         "presence": label.presence if label else None,
@@ -303,7 +299,7 @@ def register_api(app: Flask, settings: Settings, open_store: Callable[[], Store]
             teachers = db.teacher_histories([t.id for t, _ in queue])
         items = []
         for t, p in queue:
-            reasons = _review_reasons(t, _teacher_label(teachers[t.id]))
+            reasons = _review_reasons(t, newest_teacher_label(teachers[t.id]))
             items.append({**tick_json(t), "teacher": teacher_json(teachers[t.id]), "priority": p, "reasons": reasons})
         return jsonify(
             **freshness(newest, interval, time.time()),

@@ -281,6 +281,11 @@ _TEACHER_COLUMNS = "id, tick_id, ts, labeller, model, presence, eyes, raw, error
 _DISPUTED_SQL = "t.id IN (SELECT tick_id FROM teacher_labels WHERE error IS NULL AND disagrees = 1)"
 
 
+def newest_teacher_label(history: Sequence[TeacherLabel]) -> TeacherLabel | None:
+    """The newest call of a tick's history (oldest first) that gave a label; None if none did."""
+    return next((t for t in reversed(history) if t.error is None), None)
+
+
 def _teacher_from_sql(r: sqlite3.Row) -> TeacherLabel:
     return TeacherLabel(**{**{key: r[key] for key in r.keys()}, "disagrees": bool(r["disagrees"])})  # noqa: SIM118
 
@@ -756,8 +761,7 @@ class Store:
 
     def teacher_label(self, tick_id: int) -> TeacherLabel | None:
         """The tick's teacher label (None: never asked, or no call succeeded)."""
-        labels = [t for t in self.teacher_history(tick_id) if t.error is None]
-        return labels[-1] if labels else None
+        return newest_teacher_label(self.teacher_history(tick_id))
 
     def teacher_labelled_ticks(self) -> list[tuple[TickRow, TeacherLabel]]:
         """Every tick with a teacher label, by time (train.retrain: training signal below any human label)."""
@@ -765,8 +769,11 @@ class Store:
             f"SELECT {_TEACHER_COLUMNS} FROM teacher_labels WHERE error IS NULL ORDER BY id"
         ).fetchall()
         labels = {r["tick_id"]: _teacher_from_sql(r) for r in rows}  # the newest wins
-        ticks = [self.tick(tick_id) for tick_id in labels]
-        return sorted(((t, labels[t.id]) for t in ticks if t is not None), key=lambda pair: pair[0].ts)
+        ticks = self._conn.execute(
+            f"SELECT id, {_TICK_COLUMNS} FROM ticks t WHERE t.id IN "
+            "(SELECT tick_id FROM teacher_labels WHERE error IS NULL) ORDER BY ts, id"
+        ).fetchall()
+        return [(tick, labels[tick.id]) for tick in map(_tick_from_sql, ticks)]
 
     def neighbour_tick(self, tick_id: int, direction: int) -> TickRow | None:
         """The tick just before (-1) or after (+1) this one in time, for keyboard prev/next."""

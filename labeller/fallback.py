@@ -23,6 +23,7 @@ import cv2
 from db import jsonl
 from db.store import Store, StoreError, TeacherLabel, TickRow
 from labeller.client import LabellerError, ask
+from models import preprocess as pp
 from settings import Settings
 
 Crop = tuple[int, int, int, int]
@@ -61,8 +62,8 @@ def image_to_send(path: Path, crop: Crop | None) -> bytes:
     img = cv2.imread(str(path))
     if img is None:
         raise OSError(f"{path}: not a readable JPEG")
-    x1, y1, x2, y2 = crop
-    ok, buf = cv2.imencode(".jpg", img[max(0, y1) : y2, max(0, x1) : x2], [cv2.IMWRITE_JPEG_QUALITY, 90])
+    x1, y1, x2, y2 = pp.crop_box(img, crop)  # the tick's clip rule: never an empty picture
+    ok, buf = cv2.imencode(".jpg", img[y1:y2, x1:x2], [cv2.IMWRITE_JPEG_QUALITY, 90])
     if not ok:
         raise OSError(f"{path}: the bassinet crop could not be encoded")
     return buf.tobytes()
