@@ -16,17 +16,15 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime, timedelta
-from datetime import time as clock
 
 from flask import Blueprint, Flask, Response, abort, request
 
 from dashboard.labels import effective_state
-from dashboard.sessions import SleepSession, sleep_sessions
+from dashboard.sessions import NIGHT_BOUNDARY, SleepSession, night_of, sleep_sessions
 from db.store import HumanLabel, Store, TickRow
 from settings import Settings
 
 MAX_NIGHTS = 31
-NIGHT_BOUNDARY = clock(12)  # a night runs from this local time to the same time the next day
 NIGHT_HOURS = (19, 7)  # a session whose midpoint lies from 19:00 to 07:00 is "night", otherwise "nap"
 SESSION_PAD_S = 12 * 3600  # ticks read either side of the range, so edge sessions are whole
 DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -40,11 +38,6 @@ TICK_HEADER = (
     "time", "tick_id", "state", "presence", "presence_confidence", "eyes", "eyes_confidence",
     "cry_probability", "infrared_night", "unchanged", "human_label", "model_state",
 )  # fmt: skip
-
-
-def night_of(ts: float) -> date:
-    """The night a moment belongs to, named by its evening's date."""
-    return (datetime.fromtimestamp(ts) - timedelta(hours=NIGHT_BOUNDARY.hour)).date()
 
 
 def night_bounds(first: date, last: date) -> tuple[float, float]:

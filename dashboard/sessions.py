@@ -13,8 +13,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from datetime import time as clock
 
 MAX_WAKE_S = 40 * 60
+# A night runs from this local time to the same time the next day: 19:00 and 05:00 are the same night, and an
+# afternoon nap belongs to the night that follows it. The sleep log's files and the retrain's night split share it.
+NIGHT_BOUNDARY = clock(12)
+
+
+def night_of(ts: float) -> date:
+    """The night a moment belongs to, named by its evening's date."""
+    return (datetime.fromtimestamp(ts) - timedelta(hours=NIGHT_BOUNDARY.hour)).date()
 
 
 @dataclass(frozen=True)

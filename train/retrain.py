@@ -38,13 +38,14 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
+from dashboard.sessions import night_of  # the sleep log's night: 19:00 and 05:00 are the same night
 from db.store import Store, TickRow
 from lockfile import TickLock
 from models import preprocess as pp
@@ -52,7 +53,6 @@ from models.cascade import MANIFEST, MODEL_FILES, Cascade, ModelError
 from monitor import bassinet_crop
 from settings import DEFAULT_ENV_FILE, Settings, SettingsError, load_settings
 
-NIGHT_SHIFT = timedelta(hours=12)  # 19:00 and 05:00 belong to the same night
 HOLD_OUT_EVERY = 4  # the newest night and every 4th before it are held out
 VAL_MIN_NIGHTS = 6  # from this many nights on, night k % 4 == 2 (k = 0 newest) is validation (early stopping)
 MIN_FRAMES, MIN_NIGHTS, MIN_HELD_OUT = 40, 2, 10
@@ -111,10 +111,6 @@ class Rec:
 
 
 # ---- ground truth ----------------------------------------------------------------------------------
-def night_of(ts: float) -> date:
-    return (datetime.fromtimestamp(ts) - NIGHT_SHIFT).date()
-
-
 def unusable(tick: TickRow, settings: Settings) -> str | None:
     """Why a tick's frame cannot be cut (None: it can)."""
     path = settings.data_dir / tick.jpeg_path if tick.jpeg_path else None
