@@ -286,6 +286,12 @@ def newest_teacher_label(history: Sequence[TeacherLabel]) -> TeacherLabel | None
     return next((t for t in reversed(history) if t.error is None), None)
 
 
+def _teacher_values(label: TeacherLabel) -> tuple:
+    """The label's values in _TEACHER_COLUMNS order (id None: SQLite assigns one)."""
+    return (label.id, label.tick_id, label.ts, label.labeller, label.model, label.presence, label.eyes, label.raw,
+            label.error, int(label.disagrees))  # fmt: skip
+
+
 def _teacher_from_sql(r: sqlite3.Row) -> TeacherLabel:
     return TeacherLabel(**{**{key: r[key] for key in r.keys()}, "disagrees": bool(r["disagrees"])})  # noqa: SIM118
 
@@ -722,23 +728,18 @@ class Store:
         return [_tick_from_sql(r) for r in rows]
 
     def add_teacher_label(self, label: TeacherLabel) -> int:
-        """Append one call's outcome (a label or a failed attempt); returns its id."""
+        """Append one call's outcome (a label or a failed attempt); returns its id (a new one unless `label.id` is
+        set: the rebuild from the JSONL backup keeps the ids it reads)."""
+        values = _teacher_values(label)
         with self._write() as conn:
             return conn.execute(
-                "INSERT INTO teacher_labels (tick_id, ts, labeller, model, presence, eyes, raw, error, disagrees) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (label.tick_id, label.ts, label.labeller, label.model, label.presence, label.eyes, label.raw,
-                 label.error, int(label.disagrees)),
-            ).lastrowid  # fmt: skip
+                f"INSERT OR REPLACE INTO teacher_labels ({_TEACHER_COLUMNS}) VALUES ({', '.join('?' * len(values))})",
+                values,
+            ).lastrowid
 
     def import_teacher_label(self, label: TeacherLabel) -> None:
         """Insert a call's outcome keeping its id (rebuild from the JSONL backup)."""
-        with self._write() as conn:
-            conn.execute(
-                f"INSERT OR REPLACE INTO teacher_labels ({_TEACHER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (label.id, label.tick_id, label.ts, label.labeller, label.model, label.presence, label.eyes,
-                 label.raw, label.error, int(label.disagrees)),
-            )  # fmt: skip
+        self.add_teacher_label(label)
 
     def teacher_calls_since(self, ts: float) -> int:
         """Calls made to the fallback labeller at or after `ts`, failed ones included (its per-hour cap)."""
