@@ -140,6 +140,33 @@ def _labeller_timeout(raw: str) -> float:
     return value
 
 
+def _babybuddy_url(raw: str) -> str:
+    """The address a parent opens their Baby Buddy at (http://192.168.1.20:8000); empty = the export is off."""
+    url = raw.strip().rstrip("/")
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError("want an http:// or https:// address like http://192.168.1.20:8000, or empty (off)")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("want no user:password@ in the URL: the API key goes in BABYBUDDY_TOKEN")
+    _ = parts.port  # raises ValueError on a port that is not a number
+    if parts.path.endswith(("/api", "/api/sleep")):
+        raise ValueError("want the address Baby Buddy opens at, without /api/...")
+    return url
+
+
+def _babybuddy_token(raw: str) -> str:
+    token = raw.strip()
+    if any(c.isspace() for c in token):
+        raise ValueError("want the API key alone (from Baby Buddy's User Settings page), without 'Token ' or spaces")
+    return token
+
+
+def _optional_positive_int(raw: str) -> int | None:
+    return None if raw.strip() == "" else _positive_int(raw)
+
+
 def _mqtt_topic(raw: str) -> str:
     topic = raw.strip()
     if not topic or topic.startswith("/") or topic.endswith("/") or any(c in topic for c in "+#\0 "):
@@ -196,6 +223,11 @@ class Settings:
     fallback_labeller_api_key: str = field(default="", repr=False)  # never shown, never logged
     fallback_labeller_timeout_s: float = 20.0
     fallback_labeller_max_per_hour: int = 6
+    # Baby Buddy export (dashboard/babybuddy.py, feature 21): off while BABYBUDDY_URL is empty. `python -m
+    # dashboard.babybuddy` copies finished sleep sessions to this, the parent's own Baby Buddy server.
+    babybuddy_url: str = ""
+    babybuddy_token: str = field(default="", repr=False)  # never shown, never logged
+    babybuddy_child_id: int | None = None
 
     @property
     def db_path(self) -> Path:
@@ -232,6 +264,10 @@ class Settings:
     @property
     def fallback_labeller_enabled(self) -> bool:
         return bool(self.fallback_labeller_url)
+
+    @property
+    def babybuddy_enabled(self) -> bool:
+        return bool(self.babybuddy_url)
 
 
 # How each key is parsed. Adding a setting means adding a field above and a parser here.
@@ -278,6 +314,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "fallback_labeller_api_key": _text,
     "fallback_labeller_timeout_s": _labeller_timeout,
     "fallback_labeller_max_per_hour": _positive_int,
+    "babybuddy_url": _babybuddy_url,
+    "babybuddy_token": _babybuddy_token,
+    "babybuddy_child_id": _optional_positive_int,
 }
 KEYS = tuple(name.upper() for name in _PARSERS)
 
@@ -326,6 +365,16 @@ def load_settings(
     if settings.fallback_labeller_url and not settings.fallback_labeller_model:
         raise SettingsError(
             "setting FALLBACK_LABELLER_MODEL is missing: FALLBACK_LABELLER_URL is set and the server needs a model name"
+        )
+    if settings.babybuddy_url and not settings.babybuddy_token:
+        raise SettingsError(
+            "setting BABYBUDDY_TOKEN is missing: BABYBUDDY_URL is set and Baby Buddy needs the API key "
+            "(on its User Settings page)"
+        )
+    if settings.babybuddy_url and settings.babybuddy_child_id is None:
+        raise SettingsError(
+            "setting BABYBUDDY_CHILD_ID is missing: BABYBUDDY_URL is set and Baby Buddy needs the child's id "
+            "(the id field of GET /api/children/)"
         )
     return settings
 
