@@ -194,7 +194,9 @@ def classify(settings: Settings, frame: CapturedFrame, store: Store, at: datetim
     )
 
 
-def tick(settings: Settings, at: datetime, models: LazyCascade, cry: LazyCryModel | None = None) -> TickRow:
+def tick(
+    settings: Settings, store: Store, at: datetime, models: LazyCascade, cry: LazyCryModel | None = None
+) -> TickRow:
     """One tick: capture (frame + audio) → diff → cascade, cry model → store (+ alerts, same transaction) → JSONL."""
     started = time.perf_counter()
     cry = cry or LazyCryModel(settings)
@@ -205,45 +207,44 @@ def tick(settings: Settings, at: datetime, models: LazyCascade, cry: LazyCryMode
         ffmpeg_path=settings.ffmpeg_path,
         audio_s=settings.audio_seconds,
     )
-    with Store.open(settings.db_path) as store:
-        row = classify(settings, frame, store, at, models)
-        row = replace(row, **listen(settings, frame, at, cry))
-        row = replace(row, duration_ms=(time.perf_counter() - started) * 1000.0)
-        alerts = []
-        if not row.unchanged:
-            recent = [*store.recent_classified(rows_needed(settings.wake_window) - 1), row]
-            alert = wake_alert(
-                recent,
-                window=settings.wake_window,
-                needed=settings.wake_needed,
-                last_alert_ts=store.last_alert_ts("wake"),
-                cooldown_s=settings.alert_cooldown_s,
-                photo_path=row.jpeg_path,
-            )
-            alerts = [alert] if alert else []
-        model = cry.get() if row.cry_probability is not None else None
-        if model is not None:
-            crying = cry_alert(
-                [*store.recent_ticks(settings.cry_window - 1), row],
-                threshold=model.threshold,
-                window=settings.cry_window,
-                needed=settings.cry_needed,
-                last_alert_ts=store.last_alert_ts("cry"),
-                cooldown_s=settings.cry_cooldown_s,
-                photo_path=row.jpeg_path or store.last_reference_jpeg(),
-            )
-            alerts += [crying] if crying else []
-        try:
-            outage = store.camera_outage()  # the outage this tick's frame ends (failures 0: there was none)
-            back = camera_back_alert(
-                failures=outage.failures, since_ts=outage.since_ts, alerted=outage.alerted, at_ts=row.ts
-            )
-            row = replace(row, id=store.insert_tick(row, [*combine(alerts), *([back] if back else [])]))
-        except StoreError:
-            for kept in (row.jpeg_path, row.audio_path):
-                if kept:
-                    (settings.data_dir / kept).unlink(missing_ok=True)
-            raise
+    row = classify(settings, frame, store, at, models)
+    row = replace(row, **listen(settings, frame, at, cry))
+    row = replace(row, duration_ms=(time.perf_counter() - started) * 1000.0)
+    alerts = []
+    if not row.unchanged:
+        recent = [*store.recent_classified(rows_needed(settings.wake_window) - 1), row]
+        alert = wake_alert(
+            recent,
+            window=settings.wake_window,
+            needed=settings.wake_needed,
+            last_alert_ts=store.last_alert_ts("wake"),
+            cooldown_s=settings.alert_cooldown_s,
+            photo_path=row.jpeg_path,
+        )
+        alerts = [alert] if alert else []
+    model = cry.get() if row.cry_probability is not None else None
+    if model is not None:
+        crying = cry_alert(
+            [*store.recent_ticks(settings.cry_window - 1), row],
+            threshold=model.threshold,
+            window=settings.cry_window,
+            needed=settings.cry_needed,
+            last_alert_ts=store.last_alert_ts("cry"),
+            cooldown_s=settings.cry_cooldown_s,
+            photo_path=row.jpeg_path or store.last_reference_jpeg(),
+        )
+        alerts += [crying] if crying else []
+    try:
+        outage = store.camera_outage()  # the outage this tick's frame ends (failures 0: there was none)
+        back = camera_back_alert(
+            failures=outage.failures, since_ts=outage.since_ts, alerted=outage.alerted, at_ts=row.ts
+        )
+        row = replace(row, id=store.insert_tick(row, [*combine(alerts), *([back] if back else [])]))
+    except StoreError:
+        for kept in (row.jpeg_path, row.audio_path):
+            if kept:
+                (settings.data_dir / kept).unlink(missing_ok=True)
+        raise
     try:
         jsonl.append(settings.jsonl_path, row)
     except OSError as exc:
@@ -271,7 +272,7 @@ def describe(row: TickRow) -> str:
     return f"{when} {mode}: {row.state} ({', '.join(parts)}){heard} [{row.duration_ms:.0f} ms]"
 
 
-def note_capture_failure(settings: Settings, at: datetime, error: CaptureError) -> None:
+def note_capture_failure(settings: Settings, store: Store, at: datetime, error: CaptureError) -> None:
     """Record a tick that got no frame, and queue the outage's one "camera unreachable" alert when this failure
     makes CAMERA_DOWN_TICKS in a row (`alerts.rules.camera_down_alert`); `deliver_alerts` then sends it.
 
@@ -280,40 +281,42 @@ def note_capture_failure(settings: Settings, at: datetime, error: CaptureError) 
     camera that keeps sending broken frames leaves the baby as unwatched as an unplugged one. One bad frame does
     not alert (it takes N in a row). Failures that are not the camera's (missing weights, a locked database) are
     not counted here. A failure to record (database locked, disk full) is one warning line, never a crash: the
-    tick has already failed and logged why.
+    tick has already failed and logged why. So is a failure to write its JSONL backup line after the commit.
     """
     ts = at.timestamp()
     reason = redact_text(str(error))  # capture/ already redacts; a second pass costs nothing
     try:
-        with Store.open(settings.db_path) as store:
-            outage = store.camera_outage()
-            alert = camera_down_alert(
-                failures=outage.failures + 1,
-                since_ts=ts if outage.since_ts is None else outage.since_ts,
-                reason=reason,
-                down_ticks=settings.camera_down_ticks,
-                alerted=outage.alerted,
-                at_ts=ts,
-            )
-            store.add_capture_failure(ts, reason, alert)
-    except (StoreError, OSError) as exc:
+        outage = store.camera_outage()
+        alert = camera_down_alert(
+            failures=outage.failures + 1,
+            since_ts=ts if outage.since_ts is None else outage.since_ts,
+            reason=reason,
+            down_ticks=settings.camera_down_ticks,
+            alerted=outage.alerted,
+            at_ts=ts,
+        )
+        failure = store.add_capture_failure(ts, reason, alert)
+    except StoreError as exc:
         log.warning("capture failure not recorded (a camera-down alert may come a tick late): %s", exc)
+        return
+    try:
+        jsonl.append_capture_failure(settings.jsonl_path, failure)
+    except OSError as exc:
+        log.warning("capture failure recorded, but its JSONL backup line was not written: %s", exc)
 
 
-def deliver_alerts(settings: Settings, now: float) -> None:
+def deliver_alerts(settings: Settings, store: Store, now: float) -> None:
     """Send what is in the outbox; runs after every tick, failed or not, so outages never drop alerts."""
     try:
-        with Store.open(settings.db_path) as store:
-            deliver_pending(store, notifier_from_settings(settings), settings.data_dir, now=now, log=log)
+        deliver_pending(store, notifier_from_settings(settings), settings.data_dir, now=now, log=log)
     except StoreError as exc:
         log.error("alerts not delivered this tick (will retry): %s", exc)
 
 
-def apply_retention(settings: Settings, now: float) -> None:
+def apply_retention(settings: Settings, store: Store, now: float) -> None:
     """Delete old frames/clips (RETENTION_DAYS, MIN_FREE_MB); a problem is one warning, never a failed tick."""
     try:
-        with Store.open(settings.db_path) as store:
-            report = retention.prune(store, settings.data_dir, settings, now)
+        report = retention.prune(store, settings.data_dir, settings, now)
     except (OSError, StoreError) as exc:
         log.warning("retention did not finish this tick (the next tick tries again): %s", exc)
         return
@@ -323,21 +326,37 @@ def apply_retention(settings: Settings, now: float) -> None:
         log.warning("retention: %s", problem)
 
 
-def run_once(settings: Settings, at: datetime, models: LazyCascade, cry: LazyCryModel | None = None) -> int:
+def store_tick(settings: Settings, store: Store, at: datetime, models: LazyCascade, cry: LazyCryModel | None) -> int:
+    """Run the tick and log its one line; 0 stored, 1 failed (a failed capture is recorded for camera health)."""
     try:
-        row = tick(settings, at, models, cry)
-        log.info("tick %s", describe(row))
-        code = 0
+        row = tick(settings, store, at, models, cry)
     except (CaptureError, ModelError, StoreError, OSError) as exc:
         log.error("tick failed: %s", exc)
         if isinstance(exc, CaptureError):  # no frame: part of a camera outage (models or DB failing are not)
-            note_capture_failure(settings, at, exc)
-        code = 1
-    deliver_alerts(settings, now=at.timestamp())
-    publish_state(settings, at=at.timestamp())  # MQTT / Home Assistant, only when MQTT_HOST is set
-    if code == 0:  # the fallback labeller, only when FALLBACK_LABELLER_URL is set: last, so it delays nothing
-        label_pending(settings, now=at.timestamp(), crop_of=bassinet_crop)
-    apply_retention(settings, now=at.timestamp())  # after a failed tick too: a full disk is a reason ticks fail
+            note_capture_failure(settings, store, at, exc)
+        return 1
+    log.info("tick %s", describe(row))
+    return 0
+
+
+def run_once(settings: Settings, at: datetime, models: LazyCascade, cry: LazyCryModel | None = None) -> int:
+    """One tick on one database connection. Each step that fails logs its one line and the steps after it still
+    run; only a database that cannot be opened at all ends the tick here, since no step could do anything."""
+    now = at.timestamp()
+    try:
+        store = Store.open(settings.db_path)
+    except StoreError as exc:
+        log.error("tick failed: %s", exc)
+        return 1
+    with store:  # no step leaves a transaction open: the dashboard reads and writes freely between steps
+        code = store_tick(settings, store, at, models, cry)
+        deliver_alerts(settings, store, now)
+        publish_state(settings, at=now)  # MQTT, only when MQTT_HOST is set (alerts/mqtt.py opens its own connection)
+        apply_retention(settings, store, now)  # after a failed tick too: a full disk is a reason ticks fail
+    # The fallback labeller, only when FALLBACK_LABELLER_URL is set, opens its own connection once ours is closed:
+    # last, so its network call (up to FALLBACK_LABELLER_TIMEOUT_S) delays nothing and holds no connection of ours.
+    if code == 0:
+        label_pending(settings, now=now, crop_of=bassinet_crop)
     return code
 
 

@@ -9,6 +9,8 @@ Never deleted: frames a human labelled (the only ground truth, needed for retrai
 
 Files are deleted first, then their rows are marked: a crash in between leaves rows whose files are already gone,
 which the next pass marks (a missing file is fine); the other order would leak files nobody points at forever.
+Each commit of marks is then appended to the JSONL backup (data/ticks.jsonl), so a database rebuilt from it knows
+these frames are gone; a backup that cannot be written is reported, never a reason to leave rows unmarked.
 One pass touches at most MAX_FILES_PER_PASS files, so a first run over a year of frames never stalls a tick.
 """
 
@@ -21,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from db import jsonl
 from db.store import Store, TickRow
 from settings import Settings
 
@@ -42,6 +45,8 @@ class PruneReport:
     free_mb: float | None = None  # free space after the disk check; None when MIN_FREE_MB is 0
     low_disk: bool = False  # still below MIN_FREE_MB after the pass
     hit_bound: bool = False  # stopped at MAX_FILES_PER_PASS: the next pass goes on
+    unbacked: int = 0  # rows marked in the database whose backup line could not be written
+    backup_error: str | None = None  # why (the first failure of the pass)
 
     @property
     def removed_files(self) -> int:
@@ -62,6 +67,11 @@ class PruneReport:
         parts = []
         if self.failed:
             parts.append(f"{len(self.failed)} file(s) could not be removed and are kept (e.g. {self.failed[0]})")
+        if self.backup_error:
+            parts.append(
+                f"{self.unbacked} row(s) marked pruned in the database but not in the JSONL backup "
+                f"(a database rebuilt from it would point at deleted frames): {self.backup_error}"
+            )
         if self.low_disk:
             why = (
                 f"the next tick removes more (at most {MAX_FILES_PER_PASS} files a tick)"
@@ -107,6 +117,7 @@ class _Walk:
 
     store: Store
     data_dir: Path
+    backup: Path  # the JSONL backup the marks are appended to
     report: PruneReport
     now: float
     budget: int = MAX_FILES_PER_PASS
@@ -129,8 +140,19 @@ class _Walk:
                     removed += self._remove_files(row, folders, done)
             self.store.mark_media_pruned(done, self.now)  # after the files: see the module docstring
             self.report.ticks_marked += len(done)
+            self._back_up(done)
             _remove_empty_day_folders(self.data_dir, folders)
         return removed
+
+    def _back_up(self, ids: list[int]) -> None:
+        """Append the committed marks to the backup; a failure is counted for the report, the marks stay."""
+        if not ids:
+            return
+        try:
+            jsonl.append_pruned(self.backup, ids, self.now)
+        except OSError as exc:
+            self.report.unbacked += len(ids)
+            self.report.backup_error = self.report.backup_error or f"{self.backup}: {exc.strerror or exc}"
 
     def _remove_files(self, row: TickRow, folders: set[Path], done: list[int]) -> int:
         """Delete one tick's JPEG and .wav; the tick joins `done` only if none is left behind."""
@@ -161,7 +183,7 @@ def prune(store: Store, data_dir: Path, settings: Settings, now: float) -> Prune
     are marked by the next pass.
     """
     report = PruneReport()
-    walk = _Walk(store, data_dir, report, now)
+    walk = _Walk(store, data_dir, settings.jsonl_path, report, now)
     if settings.retention_days > 0:
         report.removed_by_age = walk.run(now - settings.retention_days * DAY_S, lambda: True)
     if settings.min_free_mb > 0:

@@ -4,6 +4,11 @@ the fallback labeller (its label or its failure).
 Appended after the database commit. They are the files a parent can grep at 3 a.m. and the ones
 the database can be rebuilt from (`python -m db.rebuild`) if the SQLite file is ever lost; the
 corrections file matters most, because human labels are the only ground truth BILBO has.
+
+ticks.jsonl holds, in the order they were committed, what the tick wrote: a tick line (a TickRow, no "op"), a
+capture failure ("op": "capture_failure", with the camera alert it raised) and retention's marks ("op": "pruned":
+these ticks' JPEG/.wav were deleted at "ts"). One file, so the rebuild replays an outage and the frame that ended
+it in the order they happened.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from db.store import Correction, TeacherLabel, TickRow
+from db.store import CaptureFailure, Correction, TeacherLabel, TickRow
 
 
 def append_record(path: Path, record: dict) -> None:
@@ -28,6 +33,14 @@ def append_record(path: Path, record: dict) -> None:
 
 def append(path: Path, row: TickRow) -> None:
     append_record(path, row.to_json())
+
+
+def append_capture_failure(path: Path, failure: CaptureFailure) -> None:
+    append_record(path, {"op": "capture_failure", **asdict(failure)})
+
+
+def append_pruned(path: Path, ids: Sequence[int], ts: float) -> None:
+    append_record(path, {"op": "pruned", "ids": list(ids), "ts": ts})
 
 
 def append_corrections(path: Path, corrections: Sequence[Correction]) -> None:
@@ -56,15 +69,3 @@ def read_records(path: Path) -> Iterator[tuple[int, dict | None, str | None]]:
                 yield number, record, None
             except ValueError as exc:
                 yield number, None, f"{type(exc).__name__}: {exc}"
-
-
-def read(path: Path) -> Iterator[tuple[int, TickRow | None, str | None]]:
-    """The tick backup as rows: (line number, row, error)."""
-    for number, record, error in read_records(path):
-        if record is None:
-            yield number, None, error
-            continue
-        try:
-            yield number, TickRow.from_json(record), None
-        except (ValueError, TypeError) as exc:
-            yield number, None, f"{type(exc).__name__}: {exc}"

@@ -1,45 +1,73 @@
-"""Rebuild the SQLite database from the JSONL backups (ticks, then human corrections, then the fallback labeller's
-calls).
+"""Rebuild the SQLite database from the JSONL backups (ticks with the camera outages and retention's marks, then
+human corrections, then the fallback labeller's calls).
 
     python -m db.rebuild [--jsonl data/ticks.jsonl] [--corrections data/corrections.jsonl]
                          [--teacher data/teacher_labels.jsonl] [--db data/bilbo.sqlite3]
 
 Refuses to overwrite an existing database file: move it aside first, so nothing is lost by a typo.
-Bad lines (a torn last line after a power cut) are reported and skipped. Alerts are not rebuilt:
-they were delivered (or are lost with the database) and re-sending old ones would mislead.
+Bad lines (a torn last line after a power cut) are reported and skipped. Every record keeps its ids and replaying
+one twice changes nothing, so the same backup always gives the same database.
+Alerts are not rebuilt: they were delivered (or are lost with the database) and re-sending old ones would mislead.
+The one exception is the "camera unreachable" alert of a capture failure: without it the outage it belongs to would
+alert a second time. It comes back settled (`restored_alert`), never to be sent again.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from db import jsonl
-from db.store import Correction, Store, StoreError, TeacherLabel
+from db.store import Alert, CaptureFailure, Correction, Store, StoreError, TeacherLabel, TickRow
 from settings import SettingsError, load_settings
 
+RESTORED_NOTE = "restored by db.rebuild, not sent again (whether it was delivered is not in the backup)"
 
-def _replay_labels(store: Store, path: Path, problems: list[str]) -> int:
-    """Replay a labels backup: human corrections and undos ("add", "undo") or fallback labeller calls ("teacher")."""
-    replayed = 0
+
+def restored_alert(alert: Alert) -> Alert:
+    """A backed-up alert as the rebuild stores it: out of the outbox's pending queue (sent_ts set), saying why."""
+    if alert.sent_ts is not None:
+        return alert
+    return replace(alert, sent_ts=alert.created_ts, last_error=RESTORED_NOTE)
+
+
+def _capture_failure(store: Store, record: dict) -> None:
+    alert = record.pop("alert", None)
+    store.import_capture_failure(
+        CaptureFailure(**record, alert=None if alert is None else restored_alert(Alert(**alert)))
+    )
+
+
+# What each backup line does to the database, by its "op" (a tick line has none).
+OPS: dict[str | None, Callable[[Store, dict], None]] = {
+    None: lambda store, record: store.import_tick(TickRow.from_json(record)),
+    "capture_failure": _capture_failure,
+    "pruned": lambda store, record: store.mark_media_pruned(record["ids"], record["ts"]),
+    "add": lambda store, record: store.import_correction(Correction(**record)),
+    "undo": lambda store, record: store.mark_corrections_undone(record["ids"], record["undone_ts"]),
+    "teacher": lambda store, record: store.import_teacher_label(TeacherLabel(**record)),
+}
+
+
+def replay(store: Store, path: Path, problems: list[str]) -> Counter[str | None]:
+    """Apply a backup's lines in order; returns how many of each op were applied. A bad line joins `problems`."""
+    applied: Counter[str | None] = Counter()
     for number, record, error in jsonl.read_records(path):
         try:
             if record is None:
                 raise ValueError(error)
             op = record.pop("op", None)
-            if op == "add":
-                store.import_correction(Correction(**record))
-            elif op == "undo":
-                store.mark_corrections_undone(record["ids"], record["undone_ts"])
-            elif op == "teacher":
-                store.import_teacher_label(TeacherLabel(**record))
-            else:
+            if op not in OPS:
                 raise ValueError(f"unknown op {op!r}")
-            replayed += 1
+            OPS[op](store, record)
+            applied[op] += 1
         except (ValueError, TypeError, KeyError, StoreError) as exc:
             problems.append(f"{path}:{number}: skipped ({exc})")
-    return replayed
+    return applied
 
 
 def rebuild(
@@ -49,17 +77,11 @@ def rebuild(
     if db_path.exists():
         raise StoreError(f"{db_path} exists: move it aside before rebuilding (nothing was changed)")
     problems: list[str] = []
-    imported = 0
     with Store.open(db_path) as store:
-        for number, row, error in jsonl.read(jsonl_path):
-            if row is None:
-                problems.append(f"{jsonl_path}:{number}: skipped ({error})")
-                continue
-            store.import_tick(row)
-            imported += 1
+        imported = replay(store, jsonl_path, problems)[None]
         for path in (corrections_path, teacher_path):
             if path is not None and path.exists():
-                _replay_labels(store, path, problems)
+                replay(store, path, problems)
     return imported, problems
 
 

@@ -11,7 +11,7 @@ import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,16 @@ class Alert:
     attempts: int = 0
     last_error: str | None = None
     sent_ts: float | None = None
+
+
+@dataclass(frozen=True)
+class CaptureFailure:
+    """A tick whose capture failed (no row in `ticks`), and the "camera unreachable" alert it raised, if any."""
+
+    ts: float
+    reason: str  # the CaptureError message, credentials redacted
+    alert: Alert | None = None
+    id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -377,13 +387,15 @@ class Store:
             )
 
     def import_tick(self, row: TickRow) -> None:
-        """Insert a tick keeping its id (rebuild from the JSONL backup)."""
+        """Insert a tick keeping its id (rebuild from the JSONL backup); like `insert_tick`, it ends the outage
+        before it, so a rebuilt `capture_failures` holds only the outage that was going on at the end."""
         placeholders = ", ".join("?" * (len(_tick_params(row)) + 1))
         with self._write() as conn:
             conn.execute(
                 f"INSERT OR REPLACE INTO ticks (id, {_TICK_COLUMNS}) VALUES ({placeholders})",
                 (row.id, *_tick_params(row)),
             )
+            conn.execute("DELETE FROM capture_failures WHERE ts <= ?", (row.ts,))
 
     def tick(self, tick_id: int) -> TickRow | None:
         r = self._conn.execute(f"SELECT id, {_TICK_COLUMNS} FROM ticks WHERE id = ?", (tick_id,)).fetchone()
@@ -522,8 +534,10 @@ class Store:
 
     # --- camera health (capture failures) ----------------------------------------------------
 
-    def add_capture_failure(self, ts: float, reason: str, alert: Alert | None = None) -> int:
-        """Record a tick whose capture failed, and the camera alert it raised (if any), in one transaction."""
+    def add_capture_failure(self, ts: float, reason: str, alert: Alert | None = None) -> CaptureFailure:
+        """Record a tick whose capture failed, and the camera alert it raised (if any), in one transaction.
+
+        Returns it as stored, ids included: the JSONL backup line must name the ids the rebuild restores."""
         with self._write() as conn:
             alert_id = None
             if alert is not None:
@@ -531,9 +545,26 @@ class Store:
                     "INSERT INTO outbox (created_ts, kind, caption, photo_path) VALUES (?, ?, ?, ?)",
                     (alert.created_ts, alert.kind, alert.caption, alert.photo_path),
                 ).lastrowid
-            return conn.execute(
+            failure_id = conn.execute(
                 "INSERT INTO capture_failures (ts, reason, alert_id) VALUES (?, ?, ?)", (ts, reason, alert_id)
             ).lastrowid
+        return CaptureFailure(ts, reason, None if alert is None else replace(alert, id=alert_id), failure_id)
+
+    def import_capture_failure(self, failure: CaptureFailure) -> None:
+        """Insert a capture failure and its alert keeping their ids (rebuild from the JSONL backup). Importing one
+        twice changes nothing: the alert row, once there, is kept as it is."""
+        with self._write() as conn:
+            if (alert := failure.alert) is not None:
+                conn.execute(
+                    f"INSERT INTO outbox ({_OUTBOX_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (id) DO NOTHING",
+                    (alert.id, alert.kind, alert.caption, alert.photo_path, alert.created_ts, alert.tick_id,
+                     alert.attempts, alert.last_error, alert.sent_ts),
+                )  # fmt: skip
+            conn.execute(
+                "INSERT OR REPLACE INTO capture_failures (id, ts, reason, alert_id) VALUES (?, ?, ?, ?)",
+                (failure.id, failure.ts, failure.reason, alert.id if alert else None),
+            )
 
     def camera_outage(self) -> CameraOutage:
         """The capture failures since the newest stored tick (all of them before the first tick ever).

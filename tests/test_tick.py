@@ -125,3 +125,52 @@ def test_locked_database_loses_nothing_and_the_next_tick_recovers(tmp_path):
     assert len(rows(tmp_path)) == 1 and len(frame_files(tmp_path)) == 1  # no orphan JPEG
     assert sample_tick(tmp_path, "02:04").returncode == 0
     assert len(rows(tmp_path)) == 2
+
+
+def audited_tick(data_dir, *args: str, **env: str) -> tuple[subprocess.CompletedProcess, int]:
+    """`monitor.main(args)` in a real process that counts the SQLite connections it opens (a Python audit hook)."""
+    code = (
+        "import sys, monitor; opened = [];"
+        "sys.addaudithook(lambda event, args: opened.append(args) if event == 'sqlite3.connect' else None);"
+        f"rc = monitor.main({['--once', '--config', f'{data_dir}/no.env', *args]!r});"
+        "print('OPENED', len(opened)); sys.exit(rc)"
+    )
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("BILBO_")}
+    full_env.update({"BILBO_DATA_DIR": str(data_dir), **env})
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=full_env, cwd=REPO, timeout=60
+    )
+    [count] = [int(line.split()[1]) for line in result.stdout.splitlines() if line.startswith("OPENED")]
+    return result, count
+
+
+def test_one_tick_opens_one_database_connection_for_all_its_steps(tmp_path):
+    assert sample_tick(tmp_path, "03:00").returncode == 0  # a frame for retention to remove (RETENTION_DAYS=1 below)
+    stored, opened = audited_tick(
+        tmp_path, "--source", "sample", "--at", "2026-11-23T03:00:00", BILBO_RETENTION_DAYS="1"
+    )
+    assert stored.returncode == 0, stored.stderr
+    assert opened == 1
+    first, _ = rows(tmp_path)
+    assert first.media_pruned  # classify, insert and retention all ran on that one connection
+
+    # A failed capture: recording it, raising and delivering the camera alert, and retention, on one connection.
+    missing = str(tmp_path / "unplugged.jpg")
+    failed, opened = audited_tick(
+        tmp_path, "--source", missing, "--at", "2026-11-23T03:04:00", BILBO_CAMERA_DOWN_TICKS="1"
+    )
+    assert failed.returncode == 1
+    assert opened == 1
+    assert "Camera unreachable since 03:04" in failed.stderr  # raised, stored and sent (to the log) this tick
+
+
+def test_a_database_that_cannot_be_opened_is_one_error_line_and_the_next_tick_recovers(tmp_path):
+    (tmp_path / "bilbo.sqlite3").mkdir()  # sqlite cannot open a folder, whoever runs the tests
+    failed = sample_tick(tmp_path, "03:00")
+    assert failed.returncode == 1
+    [line] = [line for line in failed.stderr.splitlines() if "ERROR" in line or "WARNING" in line]
+    assert "tick failed" in line and "cannot be opened" in line
+    assert frame_files(tmp_path) == []
+    (tmp_path / "bilbo.sqlite3").rmdir()
+    assert sample_tick(tmp_path, "03:04").returncode == 0
+    assert len(rows(tmp_path)) == 1
