@@ -5,7 +5,8 @@ SD card in months, and a full disk stops the monitor. So once per tick, `prune` 
 than RETENTION_DAYS, then, while the data dir's disk has less than MIN_FREE_MB free, the oldest remaining ones.
 Only files go: each row keeps its states, confidences, sounds and paths, and records when (`media_pruned_ts`).
 Never deleted: frames a human labelled (the only ground truth, needed for retraining) and the newest kept JPEG
-(the pixel diff's reference for the next tick).
+(the pixel diff's reference for the next tick). Frames the fallback labeller labelled (opt-in) outlive
+RETENTION_DAYS, since the retrain trains on them, but go, oldest first, when the disk runs low.
 
 Files are deleted first, then their rows are marked: a crash in between leaves rows whose files are already gone,
 which the next pass marks (a missing file is fine); the other order would leak files nobody points at forever.

@@ -490,7 +490,9 @@ class Store:
 
         Never: a tick with any correction row (labelled frames are kept, even a decision later undone), the
         newest tick with a JPEG (the pixel diff's reference, `last_reference_jpeg`), nor a JPEG that an unsent
-        alert will attach (the outbox retries it; the parent should still get the snapshot).
+        alert will attach (the outbox retries it; the parent should still get the snapshot). By age (`before_ts`
+        set) also never a frame the fallback labeller labelled: the retrain trains on it, and the labeller's
+        hourly cap bounds how many there are; short of disk they may go, oldest first, unlike a human's.
         """
         where = [
             "media_pruned_ts IS NULL AND (jpeg_path IS NOT NULL OR audio_path IS NOT NULL)",
@@ -502,6 +504,7 @@ class Store:
         if before_ts is not None:
             where.append("ts < ?")
             params.append(before_ts)
+            where.append("NOT EXISTS (SELECT 1 FROM teacher_labels l WHERE l.tick_id = t.id AND l.error IS NULL)")
         if after is not None:
             where.append("(ts, id) > (?, ?)")
             params.extend(after)

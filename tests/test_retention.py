@@ -18,7 +18,7 @@ import pytest
 
 import retention
 from db.schema import SCHEMA_VERSION
-from db.store import Alert, Store, TickRow
+from db.store import Alert, Store, TeacherLabel, TickRow
 from settings import Settings, SettingsError, load_settings
 from tests.old_db import database_at_version
 from tests.test_dashboard import call, csrf_of, dashboard_settings, serving, tick_row
@@ -118,6 +118,22 @@ def test_labelled_old_frames_are_kept_even_when_the_decision_was_undone(tmp_path
         assert all(present(files_of(store, tmp_path, tick_id))) and store.tick(tick_id).media_pruned_ts is None
     assert present(files_of(store, tmp_path, unlabelled)) == [False]
     assert [t.id for t, _ in store.labelled_ticks()] == [reviewed, corrected]
+
+
+def test_frames_the_fallback_labeller_labelled_outlive_retention_days_but_go_when_the_disk_runs_low(tmp_path, store):
+    labelled = kept_tick(store, tmp_path, NOW - 60 * DAY)
+    failed_call = kept_tick(store, tmp_path, NOW - 59 * DAY)
+    kept_tick(store, tmp_path, NOW)
+    store.add_teacher_label(TeacherLabel(labelled, NOW - 60 * DAY, "http://lan:11434", "m", presence="present"))
+    store.add_teacher_label(TeacherLabel(failed_call, NOW - 59 * DAY, "http://lan:11434", "m", error="timed out"))
+
+    retention.prune(store, tmp_path, settings_for(tmp_path, retention_days=30, min_free_mb=0), NOW)
+
+    assert all(present(files_of(store, tmp_path, labelled))) and store.tick(labelled).media_pruned_ts is None
+    assert present(files_of(store, tmp_path, failed_call)) == [False]  # a failed call is no label
+    short = settings_for(tmp_path, retention_days=30, min_free_mb=10**9)  # far more than any disk has
+    assert retention.prune(store, tmp_path, short, NOW + 240).removed_by_disk == 1
+    assert present(files_of(store, tmp_path, labelled)) == [False] and store.tick(labelled).media_pruned_ts
 
 
 def test_the_newest_kept_jpeg_is_never_pruned_even_when_every_tick_is_old(tmp_path, store):
