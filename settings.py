@@ -117,17 +117,23 @@ def _mqtt_host(raw: str) -> str:
     return host
 
 
-def _labeller_url(raw: str) -> str:
-    """An OpenAI-compatible base URL (http://host:port/v1); empty = the fallback labeller is off."""
+def _server_url(raw: str, example: str, key_setting: str) -> str:
+    """A server base URL a parent configured (http(s), no credentials, no query), trailing / dropped; "" = off."""
     url = raw.strip().rstrip("/")
     if not url:
         return ""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise ValueError("want an http:// or https:// base URL like http://192.168.1.20:11434/v1, or empty (off)")
+        raise ValueError(f"want an http:// or https:// address like {example}, or empty (off)")
     if parts.username is not None or parts.password is not None:
-        raise ValueError("want no user:password@ in the URL: a key goes in FALLBACK_LABELLER_API_KEY")
+        raise ValueError(f"want no user:password@ in the URL: the key goes in {key_setting}")
     _ = parts.port  # raises ValueError on a port that is not a number
+    return url
+
+
+def _labeller_url(raw: str) -> str:
+    """An OpenAI-compatible base URL (http://host:port/v1); empty = the fallback labeller is off."""
+    url = _server_url(raw, "http://192.168.1.20:11434/v1", "FALLBACK_LABELLER_API_KEY")
     if url.endswith("/chat/completions"):
         raise ValueError("want the base URL (ending in /v1), without /chat/completions")
     return url
@@ -142,16 +148,8 @@ def _labeller_timeout(raw: str) -> float:
 
 def _babybuddy_url(raw: str) -> str:
     """The address a parent opens their Baby Buddy at (http://192.168.1.20:8000); empty = the export is off."""
-    url = raw.strip().rstrip("/")
-    if not url:
-        return ""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise ValueError("want an http:// or https:// address like http://192.168.1.20:8000, or empty (off)")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError("want no user:password@ in the URL: the API key goes in BABYBUDDY_TOKEN")
-    _ = parts.port  # raises ValueError on a port that is not a number
-    if parts.path.endswith(("/api", "/api/sleep")):
+    url = _server_url(raw, "http://192.168.1.20:8000", "BABYBUDDY_TOKEN")
+    if urlsplit(url).path.endswith(("/api", "/api/sleep")):
         raise ValueError("want the address Baby Buddy opens at, without /api/...")
     return url
 

@@ -6,10 +6,10 @@ local table: before posting, the child's Baby Buddy sleep entries over the same 
 overlaps one is skipped, by Baby Buddy's own rule (it refuses an overlapping sleep anyway), so a second run, or a
 sleep a parent typed in by hand, is never doubled. A session the next tick could still change is not sent.
 
-Standard library only (urllib), like labeller/client.py: proxy variables are ignored, redirects refused and every
-wait bounded, so the sessions go to BABYBUDDY_URL and nowhere else. Paging is by limit/offset computed here, never by
-the server's `next` link (which names whatever host the server thinks it is). Any failure is one line and exit 1;
-what was posted before it stays posted and the next run skips it.
+Standard library only, through outbound.call like the fallback labeller: proxy variables are ignored, redirects
+refused and every wait bounded, so the sessions go to BABYBUDDY_URL and nowhere else. Paging is by limit/offset
+computed here, never by the server's `next` link (which names whatever host the server thinks it is). Any failure is
+one line and exit 1; what was posted before it stays posted and the next run skips it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import outbound
 from dashboard.export import MAX_NIGHTS, SESSION_PAD_S, local_iso, night_bounds, session_kind
 from dashboard.labels import effective_state
 from dashboard.sessions import SleepSession, night_of, sleep_sessions
@@ -126,45 +127,28 @@ class Client:
         self._call("POST", SLEEP_PATH, body=entry)
 
     def _call(self, method: str, path: str, query: dict | None = None, body: dict | None = None) -> Any:
-        import http.client
-        import urllib.error
-        import urllib.request
-
-        class NoRedirect(urllib.request.HTTPRedirectHandler):
-            def redirect_request(self, *args: object, **kwargs: object) -> None:
-                return None  # urllib raises HTTPError with the 3xx: the sessions go to BABYBUDDY_URL only
-
+        """One request through outbound.call (BABYBUDDY_URL only, bounded waits); the answer as JSON."""
         url = f"{self.base_url}{path}" + (f"?{urlencode(query)}" if query else "")
         what = f"{method} {self.base_url}{path}"
         headers = dict(self._headers)
         data = None
         if body is not None:
             data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), NoRedirect())
-        request = urllib.request.Request(url, data=data, headers=headers, method=method)
-        late = f"no answer to {what} within {self.timeout_s:g} s: is Baby Buddy up and BABYBUDDY_URL right?"
-        deadline = time.monotonic() + self.timeout_s
         try:
-            with opener.open(request, timeout=self.timeout_s) as response:
-                raw = b""
-                while chunk := response.read(65536):
-                    raw += chunk
-                    if len(raw) > MAX_ANSWER_BYTES:
-                        raise BabyBuddyError(f"the answer to {what} is larger than {MAX_ANSWER_BYTES // 1000} kB")
-                    if time.monotonic() > deadline:
-                        raise BabyBuddyError(late)
-        except urllib.error.HTTPError as exc:
-            raise BabyBuddyError(_refusal(what, exc.code, exc.read(2000) if exc.fp else b"", exc.headers)) from None
-        except urllib.error.URLError as exc:
-            if isinstance(exc.reason, TimeoutError):
-                raise BabyBuddyError(late) from None
-            raise BabyBuddyError(
-                f"cannot reach Baby Buddy for {what}: {exc.reason}; is it up and BABYBUDDY_URL right?"
-            ) from None
-        except TimeoutError:
-            raise BabyBuddyError(late) from None
-        except (OSError, http.client.HTTPException) as exc:
-            raise BabyBuddyError(f"Baby Buddy broke off the answer to {what}: {type(exc).__name__}: {exc}") from None
+            raw = outbound.call(
+                method, url, headers=headers, data=data, timeout_s=self.timeout_s, max_bytes=MAX_ANSWER_BYTES
+            )
+        except outbound.OutboundError as exc:
+            if exc.kind == "http":
+                raise BabyBuddyError(_refusal(what, exc.status or 0, exc.body, exc.headers)) from None
+            check = "is Baby Buddy up and BABYBUDDY_URL right?"
+            said = {
+                "timeout": f"no answer to {what} within {self.timeout_s:g} s: {check}",
+                "unreachable": f"cannot reach Baby Buddy for {what}: {exc}; {check}",
+                "broken": f"Baby Buddy broke off the answer to {what}: {exc}",
+                "too_large": f"the answer to {what} is larger than {MAX_ANSWER_BYTES // 1000} kB",
+            }
+            raise BabyBuddyError(said[exc.kind]) from None
         try:
             return json.loads(raw)
         except ValueError:

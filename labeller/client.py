@@ -1,9 +1,10 @@
 """One call to an OpenAI-compatible chat-completions server: a frame in, a strict JSON label out.
 
-Standard library only (urllib.request, imported at call time), so the fallback labeller adds no dependency and
-costs a tick nothing while it is off. The frame goes to the configured base URL and nowhere else: proxy variables of
-the environment are ignored (a proxy would be a second destination) and redirects are refused. Anything but the
-label asked for (an HTTP error, a timeout, prose, other keys' values) is a LabellerError with one clear line.
+Standard library only, through outbound.call (urllib, imported at call time), so the fallback labeller adds no
+dependency and costs a tick nothing while it is off. The frame goes to the configured base URL and nowhere else:
+proxy variables of the environment are ignored (a proxy would be a second destination) and redirects are refused.
+Anything but the label asked for (an HTTP error, a timeout, prose, other keys' values) is a LabellerError with one
+clear line.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 import base64
 import json
 import re
-import time
 from dataclasses import dataclass
+
+import outbound
 
 PRESENCE = {True: "present", False: "not_present"}
 EYES = ("open", "closed", "not_visible")
@@ -101,39 +103,19 @@ def ask(base_url: str, model: str, api_key: str, jpeg: bytes, timeout_s: float) 
 
 
 def _post(url: str, data: bytes, headers: dict[str, str], timeout_s: float) -> bytes:
-    """The answer's body. Every network wait is bounded by timeout_s, and so is the whole body once headers came."""
-    import http.client
-    import urllib.error
-    import urllib.request
-
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args: object, **kwargs: object) -> None:
-            return None  # urllib then raises HTTPError with the 3xx status: the frame goes nowhere else
-
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), NoRedirect())
-    request = urllib.request.Request(url, data=data, headers=headers, method="POST")
-    deadline = time.monotonic() + timeout_s
+    """The answer's body, through outbound.call: the configured URL only, every wait bounded by timeout_s."""
     try:
-        with opener.open(request, timeout=timeout_s) as response:
-            body = b""
-            while chunk := response.read(65536):
-                body += chunk
-                if len(body) > MAX_ANSWER_BYTES:
-                    raise LabellerError(f"the answer is larger than {MAX_ANSWER_BYTES // 1000} kB")
-                if time.monotonic() > deadline:
-                    raise LabellerError(f"no complete answer within {timeout_s:g} s (FALLBACK_LABELLER_TIMEOUT_S)")
-            return body
-    except urllib.error.HTTPError as exc:
-        detail = _trim(exc.read(300) if exc.fp else b"", 200)
-        raise LabellerError(f"{url} answered HTTP {exc.code} {exc.reason}: {detail}", detail) from None
-    except urllib.error.URLError as exc:
-        if isinstance(exc.reason, TimeoutError):
-            raise LabellerError(f"no answer from {url} within {timeout_s:g} s (FALLBACK_LABELLER_TIMEOUT_S)") from None
-        raise LabellerError(f"cannot reach {url}: {exc.reason}") from None
-    except TimeoutError:
-        raise LabellerError(f"no answer from {url} within {timeout_s:g} s (FALLBACK_LABELLER_TIMEOUT_S)") from None
-    except (OSError, http.client.HTTPException) as exc:
-        raise LabellerError(f"{url} broke off the answer: {type(exc).__name__}: {exc}") from None
+        return outbound.call("POST", url, headers=headers, data=data, timeout_s=timeout_s, max_bytes=MAX_ANSWER_BYTES)
+    except outbound.OutboundError as exc:
+        if exc.kind == "http":
+            detail = _trim(exc.body[:300], 200)
+            raise LabellerError(f"{url} answered {exc}: {detail}", detail) from None
+        said = {
+            "timeout": f"no answer from {url}: {exc} (FALLBACK_LABELLER_TIMEOUT_S)",
+            "unreachable": f"cannot reach {url}: {exc}",
+            "broken": f"{url} broke off the answer: {exc}",
+        }
+        raise LabellerError(said.get(exc.kind, str(exc))) from None
 
 
 def _trim(text: str | bytes, keep: int = RAW_KEEP) -> str:
