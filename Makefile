@@ -8,7 +8,7 @@ RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 DEMO_DATA := data/demo
 
-.PHONY: venv venv-dev demo dashboard test lint system-deps weights retrain install-schedule bench clean-demo
+.PHONY: venv venv-dev demo dashboard test lint system-deps weights cry-weights retrain install-schedule bench clean-demo
 
 $(RUNTIME): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ test: $(DEV) system-deps
 
 weights: $(DEV)
 	$(PY) -m train.vision --data ../shared/data --out models/weights
+
+cry-weights: $(DEV)
+	$(PY) -m train.cry --out models/weights
+	$(PY) -m train.evaluate_cry
 
 retrain: $(DEV)
 	$(PY) -m train.retrain

@@ -100,6 +100,26 @@ def test_onnx_export_agrees_with_torch_on_real_features(tmp_path, held_out_audio
     assert diff < 1e-4 and np.abs(session.run(None, {"logmel": batch})[0] - expected).max() < 1e-4
 
 
+def test_a_mean_of_networks_exports_as_one_logit_whose_probability_is_the_members_mean(tmp_path, held_out_audio):
+    torch = pytest.importorskip("torch")
+    import onnxruntime as ort
+
+    from train.cry import CryNet, MeanOfCry, export_onnx
+
+    members = []
+    for seed in (0, 1, 2):
+        torch.manual_seed(seed)
+        members.append(CryNet().eval())
+    diff = export_onnx(MeanOfCry(members).eval(), tmp_path / "cry.onnx")
+    batch = af.batch(decode_8k(held_out_audio("cry", "donateacry")))
+    session = ort.InferenceSession(str(tmp_path / "cry.onnx"), providers=["CPUExecutionProvider"])
+    got = 1 / (1 + np.exp(-session.run(None, {"logmel": batch})[0].astype(np.float64)))
+    with torch.no_grad():
+        want = np.mean([torch.sigmoid(m(torch.from_numpy(batch))).numpy() for m in members], axis=0)
+    assert diff < 1e-4 and np.abs(got - want).max() < 1e-5
+    assert np.abs(want - torch.sigmoid(members[0](torch.from_numpy(batch))).detach().numpy()).max() > 1e-4
+
+
 def test_shipped_manifest_matches_the_feature_code_and_recorded_a_tight_export():
     manifest = CryModel.load().manifest
     assert manifest["features"] == af.FEATURE_VERSION and manifest["sample_rate"] == 8000

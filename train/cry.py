@@ -5,8 +5,10 @@
 One readable loop: every epoch draws a class-balanced set of random 5 s windows from the TRAIN sources,
 renders each through the nursery augmentations (train/cry_data.py), and computes features with the one
 log-mel implementation the tick uses (models/audio_features.py). The VAL sources (never the held-out
-test sources) pick the best epoch (copy.deepcopy of its weights) and the decision threshold. Then the
-best weights are exported to cry.onnx, checked against torch, and cry.json is written.
+test sources) pick each network's best epoch (copy.deepcopy of its weights) and the decision threshold.
+MEMBERS networks are trained alike from consecutive seeds and shipped as their mean probability
+(MeanOfCry, one ONNX file). Then the model is exported to cry.onnx, checked against torch, and cry.json
+is written.
 Evaluation on the held-out sources is train/evaluate_cry.py's job.
 """
 
@@ -23,11 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from models import audio_features as af
 from train import cry_data as cd
 
 SEED = 1234
+MEMBERS = 3  # networks trained alike from seeds SEED, SEED+1, ...; the shipped model is their mean probability
 EPOCHS = 30
 EXAMPLES_PER_EPOCH = 2048  # half cry, half not-cry (not-cry drawn by KIND_WEIGHTS)
 # Not-cry kinds by how often a nursery hears them and how diverse they are: a parent's voice, the TV and
@@ -62,6 +66,22 @@ class CryNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.features(x)
         return self.head(torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], dim=1))
+
+
+class MeanOfCry(nn.Module):
+    """Members' mean cry probability, returned as a logit, so cry.onnx keeps one input and one output and the
+    tick's decoding (models/cry.py) is unchanged. Averaging networks that differ only in their seed steadies the
+    verdict on sounds none of them saw, where a single network's guess is most arbitrary."""
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # logit(mean p) = log(mean p) - log(mean (1 - p)), each a log-sum-exp of log-sigmoids: exact, and stable
+        # where the probabilities sit near 0 or 1 (a clamped log(p / (1 - p)) loses float32 precision there)
+        logits = torch.stack([m(x) for m in self.members])
+        return torch.logsumexp(F.logsigmoid(logits), 0) - torch.logsumexp(F.logsigmoid(-logits), 0)
 
 
 def spec_augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -167,32 +187,24 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "models" / "weights")
-    parser.add_argument("--epochs", type=int, default=EPOCHS)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args(argv)
-    started = time.time()
-    torch.manual_seed(SEED)
-    torch.set_num_threads(args.threads)
-    rng = np.random.default_rng(SEED)
-    gen = torch.Generator().manual_seed(SEED)
-
-    clips = cd.load_clips()
-    train = [c for c in clips if c.split == "train"]
-    val = [c for c in clips if c.split == "val"]
-    backgrounds = [c.audio for c in train if not c.is_cry and c.kind != "silence"]
-    val_batches, val_y = val_set(val, backgrounds)
-    print(f"loaded {len(clips)} clips in {time.time() - started:.0f} s: train {len(train)}, val {len(val)}, "
-          f"test {len(clips) - len(train) - len(val)} (test not used here)", flush=True)  # fmt: skip
-
+def fit_member(
+    seed: int,
+    train: list[cd.Clip],
+    backgrounds: list[np.ndarray],
+    val_batches: list[np.ndarray],
+    val_y: np.ndarray,
+    epochs: int,
+) -> tuple[nn.Module, dict]:
+    """One network from its seed; returns it holding its best validation epoch (AP over clean, 10 and 0 dB)."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
     model = CryNet()
     opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=args.epochs * (EXAMPLES_PER_EPOCH // BATCH))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=epochs * (EXAMPLES_PER_EPOCH // BATCH))
     loss_fn = nn.BCEWithLogitsLoss()
     best = {"ap": -1.0}
-    for epoch in range(1, args.epochs + 1):
+    for epoch in range(1, epochs + 1):
         t0 = time.time()
         xs, ys = draw_epoch(train, backgrounds, rng)
         model.train()
@@ -218,6 +230,39 @@ def main(argv: list[str] | None = None) -> int:
               f"{time.time() - t0:.0f} s{mark}", flush=True)  # fmt: skip
 
     model.load_state_dict(best["state"])
+    return model, {"seed": seed, "best_epoch": best["epoch"], "val_average_precision": round(best["ap"], 4)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "models" / "weights")
+    parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--members", type=int, default=MEMBERS, help="networks averaged (1 = a single network)")
+    args = parser.parse_args(argv)
+    started = time.time()
+    torch.set_num_threads(args.threads)
+
+    clips = cd.load_clips()
+    train = [c for c in clips if c.split == "train"]
+    val = [c for c in clips if c.split == "val"]
+    backgrounds = [c.audio for c in train if not c.is_cry and c.kind != "silence"]
+    val_batches, val_y = val_set(val, backgrounds)
+    print(f"loaded {len(clips)} clips in {time.time() - started:.0f} s: train {len(train)}, val {len(val)}, "
+          f"test {len(clips) - len(train) - len(val)} (test not used here)", flush=True)  # fmt: skip
+
+    members, fits = [], []
+    for seed in range(SEED, SEED + args.members):
+        if args.members > 1:
+            print(f"member {seed - SEED + 1}/{args.members} (seed {seed})", flush=True)
+        member, fit = fit_member(seed, train, backgrounds, val_batches, val_y, args.epochs)
+        members.append(member)
+        fits.append(fit)
+    model = members[0] if len(members) == 1 else MeanOfCry(members).eval()
+    p = clip_probabilities(model, val_batches)
+    at_targets = np.repeat([snr in THRESHOLD_SNRS for snr in VAL_SNRS], len(val_y) // len(VAL_SNRS))
+    threshold, f1 = best_threshold(val_y[at_targets], p[at_targets])
+    best = {"ap": average_precision(val_y, p), "threshold": threshold, "f1": f1}
     args.out.mkdir(parents=True, exist_ok=True)
     diff = export_onnx(model, args.out / "cry.onnx")
     counts: dict[str, dict[str, int]] = {}
@@ -228,8 +273,10 @@ def main(argv: list[str] | None = None) -> int:
         "version": f"cry-{datetime.now(UTC):%Y%m%d}-{_git_commit()}",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "file": "cry.onnx",
-        "architecture": f"4-block CNN (stride-2 stem) {list(CHANNELS)}, mean+max pooling, 1 logit; "
+        "architecture": f"{'mean probability of ' + str(len(members)) + ' x ' if len(members) > 1 else ''}"
+        f"4-block CNN (stride-2 stem) {list(CHANNELS)}, mean+max pooling, 1 logit; "
         f"{sum(p.numel() for p in model.parameters())} parameters",
+        "members": fits,
         "features": af.FEATURE_VERSION,
         "sample_rate": af.SAMPLE_RATE,
         "window_s": af.WINDOW_S,
@@ -237,7 +284,6 @@ def main(argv: list[str] | None = None) -> int:
         "n_mels": af.N_MELS,
         "threshold": best["threshold"],
         "threshold_from": "best F1 on the validation sources, clean and at 10 dB SNR",
-        "best_epoch": best["epoch"],
         "epochs": args.epochs,
         "val": {"average_precision": round(best["ap"], 4), "f1": round(best["f1"], 4)},
         "seed": SEED,
@@ -250,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
         "held_out": None,  # filled in by train/evaluate_cry.py
     }
     (args.out / "cry.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    print(f"best epoch {best['epoch']} (val AP {best['ap']:.4f}); wrote {args.out}/cry.onnx (|onnx-torch| {diff:.2e}) "
+    epochs = [f["best_epoch"] for f in fits]
+    print(f"best epochs {epochs} (val AP {best['ap']:.4f}); wrote {args.out}/cry.onnx (|onnx-torch| {diff:.2e}) "
           f"in {time.time() - started:.0f} s", flush=True)  # fmt: skip
     return 0
 
