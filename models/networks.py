@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torchvision.models import mobilenet_v3_small
 
 from models.preprocess import EYE_SIZE, FACE_SIZE, PRESENCE_SIZE
@@ -62,6 +63,14 @@ class FaceNet(nn.Module):
         return torch.cat([torch.sigmoid(out[:, :4]), out[:, 4:]], dim=1)
 
 
+def logit_of_mean_probability(logits: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """logit(mean over `dim` of sigmoid(logits)) = log(mean p) - log(mean (1 - p)), each a log-sum-exp of
+    log-sigmoids: exact, with no clamp, and stable where the probabilities sit near 0 or 1 (a clamped
+    log(p / (1 - p)) loses float32 precision there: 1.7e-4 between the cry ensemble's ONNX and torch logits, 1e-6
+    this way). The face stage's mean and the cry model's mean both use it."""
+    return torch.logsumexp(F.logsigmoid(logits), dim) - torch.logsumexp(F.logsigmoid(-logits), dim)
+
+
 class MeanOfMembers(nn.Module):
     """Several networks of one stage as one network (one ONNX file, one session, the tick's decoding unchanged).
 
@@ -76,8 +85,7 @@ class MeanOfMembers(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outs = torch.stack([m(x) for m in self.members])
         if self.face:
-            p = torch.sigmoid(outs[:, :, 4]).mean(dim=0).clamp(1e-6, 1 - 1e-6)
-            return torch.cat([outs[:, :, :4].mean(dim=0), (torch.log(p) - torch.log1p(-p))[:, None]], dim=1)
+            return torch.cat([outs[:, :, :4].mean(dim=0), logit_of_mean_probability(outs[:, :, 4:])], dim=1)
         return torch.log(outs.softmax(dim=2).mean(dim=0))
 
 

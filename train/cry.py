@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from models import audio_features as af
+from models.networks import logit_of_mean_probability
 from train import cry_data as cd
 
 SEED = 1234
@@ -78,10 +78,7 @@ class MeanOfCry(nn.Module):
         self.members = nn.ModuleList(members)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # logit(mean p) = log(mean p) - log(mean (1 - p)), each a log-sum-exp of log-sigmoids: exact, and stable
-        # where the probabilities sit near 0 or 1 (a clamped log(p / (1 - p)) loses float32 precision there)
-        logits = torch.stack([m(x) for m in self.members])
-        return torch.logsumexp(F.logsigmoid(logits), 0) - torch.logsumexp(F.logsigmoid(-logits), 0)
+        return logit_of_mean_probability(torch.stack([m(x) for m in self.members]))
 
 
 def spec_augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
