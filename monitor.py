@@ -245,10 +245,9 @@ def tick(
             if kept:
                 (settings.data_dir / kept).unlink(missing_ok=True)
         raise
-    try:
-        jsonl.append(settings.jsonl_path, row)
-    except OSError as exc:
-        log.warning("tick stored, but the JSONL backup line was not written: %s", exc)
+    line = jsonl.tick_record(row, store.alerts_of_tick(row.id))
+    if problem := jsonl.back_up(store, settings.jsonl_path, [line]):
+        log.warning("tick stored, but %s", problem)
     return row
 
 
@@ -281,7 +280,8 @@ def note_capture_failure(settings: Settings, store: Store, at: datetime, error: 
     camera that keeps sending broken frames leaves the baby as unwatched as an unplugged one. One bad frame does
     not alert (it takes N in a row). Failures that are not the camera's (missing weights, a locked database) are
     not counted here. A failure to record (database locked, disk full) is one warning line, never a crash: the
-    tick has already failed and logged why. So is a failure to write its JSONL backup line after the commit.
+    tick has already failed and logged why. So is a failure to append its JSONL backup line after the commit (the
+    line then waits in the database for a later tick).
     """
     ts = at.timestamp()
     reason = redact_text(str(error))  # capture/ already redacts; a second pass costs nothing
@@ -299,18 +299,20 @@ def note_capture_failure(settings: Settings, store: Store, at: datetime, error: 
     except StoreError as exc:
         log.warning("capture failure not recorded (a camera-down alert may come a tick late): %s", exc)
         return
-    try:
-        jsonl.append_capture_failure(settings.jsonl_path, failure)
-    except OSError as exc:
-        log.warning("capture failure recorded, but its JSONL backup line was not written: %s", exc)
+    if problem := jsonl.back_up(store, settings.jsonl_path, [jsonl.capture_failure_record(failure)]):
+        log.warning("capture failure recorded, but %s", problem)
 
 
 def deliver_alerts(settings: Settings, store: Store, now: float) -> None:
     """Send what is in the outbox; runs after every tick, failed or not, so outages never drop alerts."""
     try:
-        deliver_pending(store, notifier_from_settings(settings), settings.data_dir, now=now, log=log)
+        delivery = deliver_pending(store, notifier_from_settings(settings), settings.data_dir, now=now, log=log)
     except StoreError as exc:
         log.error("alerts not delivered this tick (will retry): %s", exc)
+        return
+    sent = [jsonl.alert_sent_record(alert) for alert in delivery.sent]
+    if sent and (problem := jsonl.back_up(store, settings.jsonl_path, sent)):
+        log.warning("alert delivered, but %s", problem)
 
 
 def apply_retention(settings: Settings, store: Store, now: float) -> None:
@@ -339,6 +341,18 @@ def store_tick(settings: Settings, store: Store, at: datetime, models: LazyCasca
     return 0
 
 
+def write_waiting_backups(settings: Settings, store: Store) -> None:
+    """Append the JSONL backup lines that earlier appends could not write (a correction's, say, when the disk was
+    full), so every backup catches up within a tick of the disk coming back; still failing is one warning. The
+    tick's own backup line has already tried ticks.jsonl (and warned), so that file is left to it."""
+    try:
+        problems = jsonl.write_waiting(store, skip=settings.jsonl_path)
+    except StoreError as exc:
+        problems = [f"JSONL backup lines waiting in the database were not written this tick: {exc}"]
+    for problem in problems:
+        log.warning("%s", problem)
+
+
 def run_once(settings: Settings, at: datetime, models: LazyCascade, cry: LazyCryModel | None = None) -> int:
     """One tick on one database connection. Each step that fails logs its one line and the steps after it still
     run; only a database that cannot be opened at all ends the tick here, since no step could do anything."""
@@ -353,6 +367,7 @@ def run_once(settings: Settings, at: datetime, models: LazyCascade, cry: LazyCry
         deliver_alerts(settings, store, now)
         publish_state(settings, at=now)  # MQTT, only when MQTT_HOST is set (alerts/mqtt.py opens its own connection)
         apply_retention(settings, store, now)  # after a failed tick too: a full disk is a reason ticks fail
+        write_waiting_backups(settings, store)
     # The fallback labeller, only when FALLBACK_LABELLER_URL is set, opens its own connection once ours is closed:
     # last, so its network call (up to FALLBACK_LABELLER_TIMEOUT_S) delays nothing and holds no connection of ours.
     if code == 0:

@@ -11,7 +11,8 @@ RETENTION_DAYS, since the retrain trains on them, but go, oldest first, when the
 Files are deleted first, then their rows are marked: a crash in between leaves rows whose files are already gone,
 which the next pass marks (a missing file is fine); the other order would leak files nobody points at forever.
 Each commit of marks is then appended to the JSONL backup (data/ticks.jsonl), so a database rebuilt from it knows
-these frames are gone; a backup that cannot be written is reported, never a reason to leave rows unmarked.
+these frames are gone; a backup that cannot be written is reported (its line waits in the database for a later
+tick), never a reason to leave rows unmarked.
 One pass touches at most MAX_FILES_PER_PASS files, so a first run over a year of frames never stalls a tick.
 """
 
@@ -46,7 +47,7 @@ class PruneReport:
     free_mb: float | None = None  # free space after the disk check; None when MIN_FREE_MB is 0
     low_disk: bool = False  # still below MIN_FREE_MB after the pass
     hit_bound: bool = False  # stopped at MAX_FILES_PER_PASS: the next pass goes on
-    unbacked: int = 0  # rows marked in the database whose backup line could not be written
+    unbacked: int = 0  # rows marked in the database whose backup line could not be appended this pass
     backup_error: str | None = None  # why (the first failure of the pass)
 
     @property
@@ -70,8 +71,8 @@ class PruneReport:
             parts.append(f"{len(self.failed)} file(s) could not be removed and are kept (e.g. {self.failed[0]})")
         if self.backup_error:
             parts.append(
-                f"{self.unbacked} row(s) marked pruned in the database but not in the JSONL backup "
-                f"(a database rebuilt from it would point at deleted frames): {self.backup_error}"
+                f"{self.unbacked} row(s) marked pruned in the database but not yet in the JSONL backup: "
+                f"{self.backup_error}"
             )
         if self.low_disk:
             why = (
@@ -149,11 +150,9 @@ class _Walk:
         """Append the committed marks to the backup; a failure is counted for the report, the marks stay."""
         if not ids:
             return
-        try:
-            jsonl.append_pruned(self.backup, ids, self.now)
-        except OSError as exc:
+        if problem := jsonl.back_up(self.store, self.backup, [jsonl.pruned_record(ids, self.now)]):
             self.report.unbacked += len(ids)
-            self.report.backup_error = self.report.backup_error or f"{self.backup}: {exc.strerror or exc}"
+            self.report.backup_error = self.report.backup_error or problem
 
     def _remove_files(self, row: TickRow, folders: set[Path], done: list[int]) -> int:
         """Delete one tick's JPEG and .wav; the tick joins `done` only if none is left behind."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
+from typing import NamedTuple
 
 from alerts.notifiers import Notifier, NotifyError
 from alerts.rules import clock
@@ -21,10 +22,15 @@ from db.store import Alert, Store
 DELAYED_AFTER_S = 15 * 60
 
 
-def deliver_pending(
-    store: Store, notifier: Notifier, data_dir: Path, *, now: float, log: logging.Logger
-) -> tuple[int, int]:
-    """Send every pending alert, oldest first; return (sent, failed).
+class Delivery(NamedTuple):
+    """What one pass over the outbox did: the alerts it sent (as stored, sent_ts set) and how many failed."""
+
+    sent: list[Alert]
+    failed: int
+
+
+def deliver_pending(store: Store, notifier: Notifier, data_dir: Path, *, now: float, log: logging.Logger) -> Delivery:
+    """Send every pending alert, oldest first; return the sent ones and how many failed.
 
     A sent alert is marked sent; a failed one gets attempts+1 and last_error and stays pending for the next
     tick. After the first failure that is not specific to the alert (endpoint down, slow, token rejected)
@@ -33,7 +39,8 @@ def deliver_pending(
     one, while every try fails the same way. A failure specific to one alert (Telegram refused that photo
     or caption) does not hold back the alerts behind it.
     """
-    sent = failed = 0
+    sent: list[Alert] = []
+    failed = 0
     for alert in store.pending_alerts():
         outgoing, photo = _prepare(alert, data_dir, now=now, log=log)
         try:
@@ -46,9 +53,9 @@ def deliver_pending(
                 break
             continue
         store.mark_sent(alert.id, now)
-        sent += 1
+        sent.append(dataclasses.replace(alert, sent_ts=now, attempts=alert.attempts + 1, last_error=None))
         log.info("alert #%s (%s) sent via %s", alert.id, alert.kind, notifier.name)
-    return sent, failed
+    return Delivery(sent, failed)
 
 
 def _prepare(alert: Alert, data_dir: Path, *, now: float, log: logging.Logger) -> tuple[Alert, bytes | None]:

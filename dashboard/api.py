@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from flask import Blueprint, Flask, abort, jsonify, request
@@ -148,13 +148,11 @@ def _review_reasons(row: TickRow, teacher: TeacherLabel | None = None) -> list[s
     return reasons
 
 
-def _backup(settings: Settings, append: Callable[..., None], *args: object) -> None:
-    """Mirror a committed correction into data/corrections.jsonl; the DB already holds it, so a failure only warns."""
-    try:
-        append(settings.corrections_jsonl_path, *args)
-    except OSError as exc:
-        path = settings.corrections_jsonl_path
-        log.warning("correction saved, but its backup line was not written to %s: %s", path, exc)
+def _backup(settings: Settings, db: Store, records: Sequence[dict]) -> None:
+    """Mirror a committed correction into data/corrections.jsonl; the DB already holds it, so a failure only warns
+    (and the line waits in the database for the next tick or correction)."""
+    if problem := jsonl.back_up(db, settings.corrections_jsonl_path, records):
+        log.warning("correction saved, but %s", problem)
 
 
 def _cry_threshold(settings: Settings) -> float:
@@ -270,7 +268,7 @@ def register_api(app: Flask, settings: Settings, open_store: Callable[[], Store]
                 abort(409, description=f"tick {tick_id}: {pruned_description(row)}; there is no frame left to label")
             ids = db.add_corrections(tick_id, changes, author, now=time.time())
             label = db.human_label(tick_id)
-            _backup(settings, jsonl.append_corrections, [c for c in db.corrections(tick_id) if c.id in ids])
+            _backup(settings, db, jsonl.correction_records([c for c in db.corrections(tick_id) if c.id in ids]))
         response = jsonify(correction_ids=ids, tick=tick_json(row, label))
         response.status_code = 201
         return response
@@ -283,7 +281,7 @@ def register_api(app: Flask, settings: Settings, open_store: Callable[[], Store]
             undone = db.undo_last_decision(tick_id, now=now)
             if not undone:
                 abort(409, description=f"tick {tick_id} has no correction to undo")
-            _backup(settings, jsonl.append_undo, undone, now)
+            _backup(settings, db, [jsonl.undo_record(undone, now)])
             label = db.human_label(tick_id)
         return jsonify(
             undone=[{"id": c.id, "field": c.field, "value": c.value} for c in undone], tick=tick_json(row, label)

@@ -5,55 +5,124 @@ Appended after the database commit. They are the files a parent can grep at 3 a.
 the database can be rebuilt from (`python -m db.rebuild`) if the SQLite file is ever lost; the
 corrections file matters most, because human labels are the only ground truth BILBO has.
 
-ticks.jsonl holds, in the order they were committed, what the tick wrote: a tick line (a TickRow, no "op"), a
-capture failure ("op": "capture_failure", with the camera alert it raised) and retention's marks ("op": "pruned":
-these ticks' JPEG/.wav were deleted at "ts"). One file, so the rebuild replays an outage and the frame that ended
+ticks.jsonl holds, in the order they were committed, what the tick wrote: a tick line (a TickRow, no "op", with
+the alerts it raised under "alerts"), a capture failure ("op": "capture_failure", with the camera alert it raised),
+each delivered alert ("op": "alert_sent") and retention's marks ("op": "pruned": these ticks' JPEG/.wav were
+deleted at "ts"). One file, so the rebuild replays an outage and the frame that ended
 it in the order they happened.
+
+A line that cannot be appended (disk full, a folder where the file should be) is not dropped: it waits in the
+database (`backup_waiting`) and the next write to that file, or the next tick's `write_waiting`, appends it first,
+so the file keeps the order of the commits. An append that fails half-way is cut back to where it began, so a retry
+never leaves half a line glued to a whole one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from db.store import CaptureFailure, Correction, TeacherLabel, TickRow
+from db.store import Alert, CaptureFailure, Correction, Store, StoreError, TeacherLabel, TickRow
 
 
-def append_record(path: Path, record: dict) -> None:
-    """Append one line and fsync, so a power cut loses at most the line being written."""
-    line = json.dumps(record, separators=(",", ":"), sort_keys=True) + "\n"
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(line)
-        handle.flush()
-        os.fsync(handle.fileno())
+def tick_record(row: TickRow, alerts: Sequence[Alert] = ()) -> dict:
+    """A tick line: the row, and the alerts it raised (as queued, not yet sent) when there were any."""
+    record = row.to_json()
+    if alerts:
+        record["alerts"] = [asdict(alert) for alert in alerts]
+    return record
 
 
-def append(path: Path, row: TickRow) -> None:
-    append_record(path, row.to_json())
+def alert_sent_record(alert: Alert) -> dict:
+    """A delivery: the notifier confirmed this alert at "sent_ts" (after "attempts" tries)."""
+    return {"op": "alert_sent", "id": alert.id, "sent_ts": alert.sent_ts, "attempts": alert.attempts}
 
 
-def append_capture_failure(path: Path, failure: CaptureFailure) -> None:
-    append_record(path, {"op": "capture_failure", **asdict(failure)})
+def capture_failure_record(failure: CaptureFailure) -> dict:
+    return {"op": "capture_failure", **asdict(failure)}
 
 
-def append_pruned(path: Path, ids: Sequence[int], ts: float) -> None:
-    append_record(path, {"op": "pruned", "ids": list(ids), "ts": ts})
+def pruned_record(ids: Sequence[int], ts: float) -> dict:
+    return {"op": "pruned", "ids": list(ids), "ts": ts}
 
 
-def append_corrections(path: Path, corrections: Sequence[Correction]) -> None:
-    for correction in corrections:
-        append_record(path, {"op": "add", **asdict(correction)})
+def correction_records(corrections: Sequence[Correction]) -> list[dict]:
+    return [{"op": "add", **asdict(correction)} for correction in corrections]
 
 
-def append_undo(path: Path, corrections: Sequence[Correction], undone_ts: float) -> None:
-    append_record(path, {"op": "undo", "ids": [c.id for c in corrections], "undone_ts": undone_ts})
+def undo_record(corrections: Sequence[Correction], undone_ts: float) -> dict:
+    return {"op": "undo", "ids": [c.id for c in corrections], "undone_ts": undone_ts}
 
 
-def append_teacher_label(path: Path, label: TeacherLabel) -> None:
-    append_record(path, {"op": "teacher", **asdict(label)})
+def teacher_record(label: TeacherLabel) -> dict:
+    return {"op": "teacher", **asdict(label)}
+
+
+def _line(record: dict) -> str:
+    return json.dumps(record, separators=(",", ":"), sort_keys=True)
+
+
+def append_lines(path: Path, lines: Sequence[str]) -> None:
+    """Append whole lines and fsync, so a power cut loses at most what is being written. On an error the file is cut
+    back to its size before the call (no half line stays), and a file whose last line was torn by a power cut gets
+    a newline first, so the torn line stays one bad line instead of swallowing the next good one."""
+    if not lines:
+        return
+    data = "".join(line + "\n" for line in lines).encode("utf-8")
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        except OSError:
+            # If even this fails, the rebuild reports the half line as one bad line; the whole ones still wait.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            raise
+    finally:
+        os.close(fd)
+
+
+def back_up(store: Store, path: Path, records: Sequence[dict]) -> str | None:
+    """Append `records` to the backup at `path`, after any of its lines still waiting. Returns None when they are
+    in the file, else one line for the caller's warning saying whether they wait in the database or are lost."""
+    lines = [_line(record) for record in records]
+    try:
+        error = store.append_backup(path, lines, append_lines, now=time.time())
+    except StoreError as exc:
+        try:  # cannot hold the lock or keep the lines: better in the file out of order than nowhere
+            append_lines(path, lines)
+        except OSError as file_exc:
+            return f"its JSONL backup line is lost ({path}: {file_exc.strerror or file_exc}; {exc})"
+        return None
+    if error is None:
+        return None
+    return f"its JSONL backup line waits in the database for a later tick ({path}: {error.strerror or error})"
+
+
+def write_waiting(store: Store, skip: Path | None = None) -> list[str]:
+    """Append every backup's waiting lines but `skip`'s (each tick calls this, so a correction's line does not wait
+    for the next correction; it skips ticks.jsonl, which its own line has just tried). Returns one line per file
+    that is still failing."""
+    problems = []
+    for path, count in store.backup_waiting().items():
+        if path == skip:
+            continue
+        error = store.append_backup(path, [], append_lines, now=time.time())
+        if error is not None:
+            why = f"{path}: {error.strerror or error}"
+            problems.append(f"{count} JSONL backup line(s) still wait in the database ({why})")
+    return problems
 
 
 def read_records(path: Path) -> Iterator[tuple[int, dict | None, str | None]]:

@@ -7,9 +7,9 @@ human corrections, then the fallback labeller's calls).
 Refuses to overwrite an existing database file: move it aside first, so nothing is lost by a typo.
 Bad lines (a torn last line after a power cut) are reported and skipped. Every record keeps its ids and replaying
 one twice changes nothing, so the same backup always gives the same database.
-Alerts are not rebuilt: they were delivered (or are lost with the database) and re-sending old ones would mislead.
-The one exception is the "camera unreachable" alert of a capture failure: without it the outage it belongs to would
-alert a second time. It comes back settled (`restored_alert`), never to be sent again.
+Alerts come back from the lines that raised them (a tick's, a capture failure's) and always settled, never to be
+sent again: re-sending old ones would mislead, and a restored outage must not alert a second time. One whose
+delivery was backed up ("alert_sent") keeps its sent time; the others say that it is not known (`restored_alert`).
 """
 
 from __future__ import annotations
@@ -35,6 +35,11 @@ def restored_alert(alert: Alert) -> Alert:
     return replace(alert, sent_ts=alert.created_ts, last_error=RESTORED_NOTE)
 
 
+def _tick(store: Store, record: dict) -> None:
+    alerts = [restored_alert(Alert(**alert)) for alert in record.pop("alerts", [])]
+    store.import_tick(TickRow.from_json(record), alerts)
+
+
 def _capture_failure(store: Store, record: dict) -> None:
     alert = record.pop("alert", None)
     store.import_capture_failure(
@@ -44,8 +49,9 @@ def _capture_failure(store: Store, record: dict) -> None:
 
 # What each backup line does to the database, by its "op" (a tick line has none).
 OPS: dict[str | None, Callable[[Store, dict], None]] = {
-    None: lambda store, record: store.import_tick(TickRow.from_json(record)),
+    None: _tick,
     "capture_failure": _capture_failure,
+    "alert_sent": lambda store, record: store.import_delivery(record["id"], record["sent_ts"], record["attempts"]),
     "pruned": lambda store, record: store.mark_media_pruned(record["ids"], record["ts"]),
     "add": lambda store, record: store.import_correction(Correction(**record)),
     "undo": lambda store, record: store.mark_corrections_undone(record["ids"], record["undone_ts"]),

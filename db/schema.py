@@ -123,6 +123,18 @@ MIGRATIONS: list[str] = [
     CREATE INDEX teacher_labels_ts ON teacher_labels (ts);
     CREATE INDEX teacher_disagreements ON teacher_labels (tick_id) WHERE error IS NULL AND disagrees = 1;
     """,
+    # 7: JSONL backup lines that could not be appended (disk full, a file in the way). They wait here, in order, and
+    # the next write to the same file (every tick tries) appends them before its own lines (db/jsonl.py).
+    """
+    CREATE TABLE backup_waiting (
+        id          INTEGER PRIMARY KEY,
+        path        TEXT    NOT NULL,              -- the backup file, as the settings named it
+        line        TEXT    NOT NULL,              -- one JSON record, without the newline
+        created_ts  REAL    NOT NULL,              -- unix seconds of the failed append
+        error       TEXT    NOT NULL               -- why it failed
+    );
+    CREATE INDEX backup_waiting_path ON backup_waiting (path, id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

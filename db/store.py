@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -306,6 +306,15 @@ def _teacher_from_sql(r: sqlite3.Row) -> TeacherLabel:
     return TeacherLabel(**{**{key: r[key] for key in r.keys()}, "disagrees": bool(r["disagrees"])})  # noqa: SIM118
 
 
+def _import_alert(conn: sqlite3.Connection, alert: Alert) -> None:
+    """Insert a backed-up alert keeping its id; one already there is kept as it is."""
+    conn.execute(
+        f"INSERT INTO outbox ({_OUTBOX_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+        (alert.id, alert.kind, alert.caption, alert.photo_path, alert.created_ts, alert.tick_id,
+         alert.attempts, alert.last_error, alert.sent_ts),
+    )  # fmt: skip
+
+
 def _alert_from_sql(r: sqlite3.Row) -> Alert:
     return Alert(**{key: r[key] for key in r.keys()})  # noqa: SIM118 - sqlite3.Row has no iteration over keys
 
@@ -386,15 +395,19 @@ class Store:
                 f"INSERT INTO ticks ({_TICK_COLUMNS}) VALUES ({placeholders})", [_tick_params(r) for r in rows]
             )
 
-    def import_tick(self, row: TickRow) -> None:
-        """Insert a tick keeping its id (rebuild from the JSONL backup); like `insert_tick`, it ends the outage
-        before it, so a rebuilt `capture_failures` holds only the outage that was going on at the end."""
+    def import_tick(self, row: TickRow, alerts: Sequence[Alert] = ()) -> None:
+        """Insert a tick and the alerts it raised keeping their ids (rebuild from the JSONL backup); like
+        `insert_tick`, it ends the outage before it, so a rebuilt `capture_failures` holds only the outage that was
+        going on at the end. A tick line that comes again (a retried backup append) changes nothing: later lines,
+        e.g. its "pruned" mark or an alert's delivery, stand."""
         placeholders = ", ".join("?" * (len(_tick_params(row)) + 1))
         with self._write() as conn:
             conn.execute(
-                f"INSERT OR REPLACE INTO ticks (id, {_TICK_COLUMNS}) VALUES ({placeholders})",
+                f"INSERT INTO ticks (id, {_TICK_COLUMNS}) VALUES ({placeholders}) ON CONFLICT (id) DO NOTHING",
                 (row.id, *_tick_params(row)),
             )
+            for alert in alerts:
+                _import_alert(conn, alert)
             conn.execute("DELETE FROM capture_failures WHERE ts <= ?", (row.ts,))
 
     def tick(self, tick_id: int) -> TickRow | None:
@@ -558,12 +571,7 @@ class Store:
         twice changes nothing: the alert row, once there, is kept as it is."""
         with self._write() as conn:
             if (alert := failure.alert) is not None:
-                conn.execute(
-                    f"INSERT INTO outbox ({_OUTBOX_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (id) DO NOTHING",
-                    (alert.id, alert.kind, alert.caption, alert.photo_path, alert.created_ts, alert.tick_id,
-                     alert.attempts, alert.last_error, alert.sent_ts),
-                )  # fmt: skip
+                _import_alert(conn, alert)
             conn.execute(
                 "INSERT OR REPLACE INTO capture_failures (id, ts, reason, alert_id) VALUES (?, ?, ?, ?)",
                 (failure.id, failure.ts, failure.reason, alert.id if alert else None),
@@ -622,9 +630,52 @@ class Store:
         with self._write() as conn:
             conn.execute("UPDATE outbox SET sent_ts = ?, attempts = attempts + 1 WHERE id = ?", (sent_ts, alert_id))
 
+    def alerts_of_tick(self, tick_id: int) -> list[Alert]:
+        """The alerts a tick raised (for its backup line)."""
+        rows = self._conn.execute(
+            f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE tick_id = ? ORDER BY id", (tick_id,)
+        ).fetchall()
+        return [_alert_from_sql(r) for r in rows]
+
+    def import_delivery(self, alert_id: int, sent_ts: float, attempts: int) -> None:
+        """Record that a restored alert was delivered (rebuild from the backup's "alert_sent" line)."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE outbox SET sent_ts = ?, attempts = ?, last_error = NULL WHERE id = ?",
+                (sent_ts, attempts, alert_id),
+            )
+
     def mark_failed(self, alert_id: int, error: str) -> None:
         with self._write() as conn:
             conn.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?", (error, alert_id))
+
+    # --- JSONL backup lines waiting to be written (db/jsonl.py) ------------------------------
+
+    def append_backup(
+        self, path: Path, lines: Sequence[str], append: Callable[[Path, Sequence[str]], None], now: float
+    ) -> OSError | None:
+        """Append `path`'s waiting lines, then `lines`, holding the write lock so two writers (the tick and the
+        dashboard) never both append the same waiting lines. Returns None when all were written; else the OSError,
+        and `lines` now wait too (the next call appends them). Raises StoreError only when they could not be kept."""
+        with self._write() as conn:
+            waiting = conn.execute(
+                "SELECT id, line FROM backup_waiting WHERE path = ? ORDER BY id", (str(path),)
+            ).fetchall()
+            try:
+                append(path, [w["line"] for w in waiting] + list(lines))
+            except OSError as exc:
+                conn.executemany(
+                    "INSERT INTO backup_waiting (path, line, created_ts, error) VALUES (?, ?, ?, ?)",
+                    [(str(path), line, now, str(exc)) for line in lines],
+                )
+                return exc
+            conn.executemany("DELETE FROM backup_waiting WHERE id = ?", [(w["id"],) for w in waiting])
+        return None
+
+    def backup_waiting(self) -> dict[Path, int]:
+        """How many lines wait for each backup file (none: every backup is complete)."""
+        rows = self._conn.execute("SELECT path, COUNT(*) FROM backup_waiting GROUP BY path ORDER BY path").fetchall()
+        return {Path(r[0]): r[1] for r in rows}
 
     # --- corrections (human labels) ----------------------------------------------------------
 
@@ -662,11 +713,12 @@ class Store:
         return [_correction_from_sql(r) for r in rows]
 
     def import_correction(self, correction: Correction) -> None:
-        """Insert a correction keeping its id and undo state (rebuild from the JSONL backup)."""
+        """Insert a correction keeping its id and undo state (rebuild from the JSONL backup). One that comes again
+        (a retried backup append) changes nothing, so a later "undo" line stands."""
         with self._write() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO corrections (id, tick_id, field, value, author, created_ts, undone_ts) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO corrections (id, tick_id, field, value, author, created_ts, undone_ts) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
                 (
                     correction.id,
                     correction.tick_id,

@@ -112,8 +112,6 @@ def _label_one(settings: Settings, store: Store, now: float, crop_of: CropOf) ->
         tries = f"attempt {attempt} of {MAX_ATTEMPTS}, {then}"
         log.warning("fallback labeller: no label for tick %d (%s): %s", row.id, tries, exc)
     label = replace(label, id=store.add_teacher_label(label))
-    try:
-        jsonl.append_teacher_label(settings.teacher_jsonl_path, label)
-    except OSError as exc:
-        log.warning("fallback labeller: stored, but the backup line was not written: %s", exc)
+    if problem := jsonl.back_up(store, settings.teacher_jsonl_path, [jsonl.teacher_record(label)]):
+        log.warning("fallback labeller: stored, but %s", problem)
     return label

@@ -9,13 +9,18 @@ from pathlib import Path
 import pytest
 
 from alerts.notifiers import TelegramNotifier
-from alerts.outbox import DELAYED_AFTER_S, deliver_pending
+from alerts.outbox import DELAYED_AFTER_S, Delivery, deliver_pending
 from alerts.rules import clock, rows_needed, wake_alert
 from db.store import Alert, Store, TickRow
 
 T0 = 1_700_000_000.0
 STEP_S = 240.0
 log = logging.getLogger("test.alerts")
+
+
+def delivered(delivery: Delivery) -> tuple[int, int]:
+    """(sent, failed) of one pass."""
+    return len(delivery.sent), delivery.failed
 
 
 def make_row(i: int, state: str, *, unchanged: bool = False, ts: float | None = None) -> TickRow:
@@ -182,14 +187,16 @@ def test_outbox_sends_oldest_first_with_photo_and_without_missing_photo(store, b
     queue(store, "second", "frames/gone.jpg", now - 30)
     notifier = TelegramNotifier(bot_api.token, "42", base_url=bot_api.base_url, timeout_s=5)
 
-    assert deliver_pending(store, notifier, tmp_path, now=now, log=log) == (2, 0)
+    delivery = deliver_pending(store, notifier, tmp_path, now=now, log=log)
+    assert delivered(delivery) == (2, 0)
+    assert delivery.sent == store.alerts()  # what it reports sent is what it stored (the backup writes these)
 
     photo, message = bot_api.calls("sendPhoto"), bot_api.calls("sendMessage")
     assert [(r.chat_id, r.caption, r.photo) for r in photo] == [("42", "first", jpeg)]
     assert [(r.chat_id, r.text) for r in message] == [("42", "second")]  # missing file: not dropped
     assert store.pending_alerts() == []
     assert [(a.sent_ts, a.attempts) for a in store.alerts()] == [(now, 1), (now, 1)]
-    assert deliver_pending(store, notifier, tmp_path, now=now, log=log) == (0, 0)  # never sent twice
+    assert delivered(deliver_pending(store, notifier, tmp_path, now=now, log=log)) == (0, 0)  # never sent twice
 
 
 def test_outbox_marks_very_old_alert_as_delayed(store, bot_api, tmp_path):
@@ -198,7 +205,7 @@ def test_outbox_marks_very_old_alert_as_delayed(store, bot_api, tmp_path):
     queue(store, "Baby seems to be waking", None, old_ts)
     queue(store, "fresh", None, now - DELAYED_AFTER_S + 60)
     notifier = TelegramNotifier(bot_api.token, "42", base_url=bot_api.base_url, timeout_s=5)
-    assert deliver_pending(store, notifier, tmp_path, now=now, log=log) == (2, 0)
+    assert delivered(deliver_pending(store, notifier, tmp_path, now=now, log=log)) == (2, 0)
     texts = [r.text for r in bot_api.calls("sendMessage")]
     assert texts == [f"(delayed, from {clock(old_ts)}) Baby seems to be waking", "fresh"]
     assert [a.caption for a in store.alerts()] == ["Baby seems to be waking", "fresh"]  # stored text unchanged
@@ -212,7 +219,7 @@ def test_outbox_stops_at_a_dead_endpoint_and_resumes_in_order(store, bot_api, tm
 
     bot_api.fail(500)
     with caplog.at_level(logging.WARNING, logger=log.name):
-        assert deliver_pending(store, notifier, tmp_path, now=now, log=log) == (0, 1)
+        assert delivered(deliver_pending(store, notifier, tmp_path, now=now, log=log)) == (0, 1)
     first, *rest = store.alerts()
     assert first.attempts == 1 and first.last_error and first.sent_ts is None
     assert [(a.attempts, a.last_error) for a in rest] == [(0, None), (0, None)]  # not tried: endpoint is down
@@ -220,7 +227,7 @@ def test_outbox_stops_at_a_dead_endpoint_and_resumes_in_order(store, bot_api, tm
     assert lines == [f"alert #{first.id} (wake) not sent, will retry next tick: {first.last_error}"]
 
     bot_api.recover()
-    assert deliver_pending(store, notifier, tmp_path, now=now + 240, log=log) == (3, 0)
+    assert delivered(deliver_pending(store, notifier, tmp_path, now=now + 240, log=log)) == (3, 0)
     assert [r.text for r in bot_api.calls("sendMessage")] == ["alert 0", "alert 1", "alert 2"]
     assert [a.attempts for a in store.alerts()] == [2, 1, 1]
 
@@ -231,6 +238,6 @@ def test_outbox_goes_on_after_a_failure_specific_to_one_alert(store, bot_api, tm
         queue(store, f"alert {i}", None, now - 100 + i)
     notifier = TelegramNotifier(bot_api.token, "42", base_url=bot_api.base_url, timeout_s=5)
     bot_api.fail(400, "Bad Request: message caption is too long")
-    assert deliver_pending(store, notifier, tmp_path, now=now, log=log) == (0, 3)
+    assert delivered(deliver_pending(store, notifier, tmp_path, now=now, log=log)) == (0, 3)
     assert [a.attempts for a in store.pending_alerts()] == [1, 1, 1]
     assert all("caption is too long" in a.last_error for a in store.alerts())

@@ -21,7 +21,7 @@ from db.store import Store
 from monitor import note_capture_failure
 from retention import prune
 from settings import load_settings
-from tests.test_camera_health import camera_alerts, failed_tick, good_tick, ts
+from tests.test_camera_health import camera_alerts, failed_tick, good_tick, telegram_env, ts
 from tests.test_dashboard import tick_row
 from tests.tick_runner import REPO, rows, run_tick
 
@@ -30,6 +30,11 @@ DAY = 86400.0
 
 def warnings(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if "WARNING" in line]
+
+
+def backup_warnings(stderr: str) -> list[str]:
+    """Warnings about the backup (an alert with no Telegram configured is a warning too)."""
+    return [line for line in warnings(stderr) if "backup" in line]
 
 
 def rebuild_cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
@@ -75,8 +80,7 @@ def test_a_database_rebuilt_during_an_outage_has_the_same_outage_and_never_alert
         assert store.camera_outage() == outage
         [restored] = store.alerts("camera")
         assert store.pending_alerts() == []  # restored settled: the rebuild sends nothing old
-    assert (restored.id, restored.caption, restored.created_ts) == (alert.id, alert.caption, alert.created_ts)
-    assert restored.last_error == RESTORED_NOTE
+    assert restored == alert  # delivered (to the log) at 03:18, and the backup says so
 
     # The monitor goes on with the rebuilt database: the outage is still alerted once, and its end is announced.
     stderr = failed_tick(data, unplugged, "03:22")
@@ -85,6 +89,23 @@ def test_a_database_rebuilt_during_an_outage_has_the_same_outage_and_never_alert
     assert "Camera back at 03:26" in stderr
     with Store.open(data / "bilbo.sqlite3") as store:
         assert store.camera_outage().failures == 0 and store.pending_alerts() == []
+
+
+def test_a_rebuilt_alert_that_was_never_delivered_comes_back_settled_and_says_so(tmp_path, bot_api):
+    unplugged = str(tmp_path / "unplugged.jpg")
+    bot_api.fail(500)  # Telegram is down for the whole outage
+    good_tick(tmp_path, "03:06", **telegram_env(bot_api))
+    for hhmm in ("03:10", "03:14", "03:18"):
+        failed_tick(tmp_path, unplugged, hhmm, **telegram_env(bot_api))
+    [alert] = camera_alerts(tmp_path)
+    assert alert.sent_ts is None and alert.attempts == 1
+    lose_database(tmp_path)
+    assert rebuild_cli(tmp_path).returncode == 0
+    with Store.open(tmp_path / "bilbo.sqlite3") as store:
+        [restored] = store.alerts("camera")
+        assert store.pending_alerts() == []
+    assert (restored.id, restored.caption, restored.created_ts) == (alert.id, alert.caption, alert.created_ts)
+    assert (restored.sent_ts, restored.last_error) == (alert.created_ts, RESTORED_NOTE)
 
 
 def test_a_database_rebuilt_after_an_outage_ended_has_no_outage(tmp_path):
@@ -140,7 +161,8 @@ def test_rebuilding_twice_gives_the_same_database_and_replaying_the_backup_again
         for at, frame in ((now - 10 * DAY, "frames/old.jpg"), (now - 600, "frames/new.jpg")):
             (tmp_path / frame).write_bytes(b"jpeg")
             row = tick_row(at, frame)
-            jsonl.append(backup, store.tick(store.insert_tick(row)))  # as the tick writes its line
+            row = store.tick(store.insert_tick(row))
+            assert jsonl.back_up(store, backup, [jsonl.tick_record(row)]) is None  # as the tick writes its line
         for minutes in (8, 4, 0):  # a camera outage that has alerted and is still going on
             at = datetime.fromtimestamp(now - minutes * 60).astimezone()
             note_capture_failure(settings, store, at, CaptureError("camera refused the connection"))
@@ -171,30 +193,150 @@ def test_rebuilding_twice_gives_the_same_database_and_replaying_the_backup_again
 # --- a backup that cannot be written -----------------------------------------------------------------------------
 
 
-def test_a_capture_failure_whose_backup_line_cannot_be_written_is_still_stored_with_one_warning(tmp_path):
-    (tmp_path / "ticks.jsonl").mkdir()
+def ops(path: Path) -> list[str | None]:
+    """The backup's lines by their "op" (None: a tick line); a bad line fails the test."""
+    records = list(jsonl.read_records(path))
+    assert [error for _, _, error in records if error] == []
+    return [record.get("op") for _, record, _ in records]
+
+
+def test_capture_failures_whose_backup_lines_cannot_be_written_wait_and_the_next_tick_writes_them_in_order(tmp_path):
+    backup = tmp_path / "ticks.jsonl"
+    backup.mkdir()  # a folder in the way: open() refuses it for every user, root included
     unplugged = str(tmp_path / "unplugged.jpg")
-    stderr = failed_tick(tmp_path, unplugged, "03:10")
-    [warning] = warnings(stderr)
-    assert "capture failure recorded, but its JSONL backup line was not written" in warning
-    assert "ticks.jsonl" in warning and "not recorded" not in warning
+    [warning] = warnings(failed_tick(tmp_path, unplugged, "03:10"))
+    assert "capture failure recorded, but its JSONL backup line waits in the database for a later tick" in warning
+    assert "ticks.jsonl: Is a directory" in warning
     failed_tick(tmp_path, unplugged, "03:14")
     failed_tick(tmp_path, unplugged, "03:18")
     with Store.open(tmp_path / "bilbo.sqlite3") as store:
         outage = store.camera_outage()
+        assert store.backup_waiting() == {backup: 4}  # three failures and the camera alert's delivery
     assert (outage.failures, outage.since_ts, outage.alerted) == (3, ts("03:10"), True)  # the alert still went out
 
+    backup.rmdir()  # the disk is back
+    assert backup_warnings(good_tick(tmp_path, "03:22")) == []
+    # The order they were committed in; the 03:22 frame raised "camera back", delivered (to the log) at once.
+    assert ops(backup) == ["capture_failure"] * 3 + ["alert_sent", None, "alert_sent"]
+    with Store.open(tmp_path / "bilbo.sqlite3") as store:
+        assert store.backup_waiting() == {}
+        alerts = store.alerts("camera")
+    lose_database(tmp_path)
+    result = rebuild_cli(tmp_path)
+    assert result.returncode == 0 and "with 1 ticks" in result.stdout and "0 bad lines" in result.stdout, result
+    with Store.open(tmp_path / "bilbo.sqlite3") as store:
+        assert store.alerts("camera") == alerts and len(alerts) == 2  # down and back, each with its delivery
+        assert store.camera_outage().failures == 0
 
-def test_retention_marks_whose_backup_line_cannot_be_written_are_still_stored_with_one_warning(tmp_path):
+
+def test_retention_marks_whose_backup_line_cannot_be_written_wait_and_a_rebuild_still_knows_the_frame_is_gone(
+    tmp_path,
+):
     assert run_tick(tmp_path, "--once", "--source", "sample", "--at", "2026-11-01T03:00:00").returncode == 0
-    (tmp_path / "ticks.jsonl").unlink()
-    (tmp_path / "ticks.jsonl").mkdir()
+    backup, aside = tmp_path / "ticks.jsonl", tmp_path / "ticks.jsonl.aside"
+    backup.rename(aside)
+    backup.mkdir()
     result = run_tick(tmp_path, "--once", "--source", "sample", "--at", "2026-11-21T03:00:00", BILBO_RETENTION_DAYS="7")
     assert result.returncode == 0, result.stderr
     old, new = rows(tmp_path)
     assert old.media_pruned_ts == datetime(2026, 11, 21, 3, 0).timestamp() and not (tmp_path / old.jpeg_path).exists()
     assert new.media_pruned_ts is None
     tick_warning, retention_warning = warnings(result.stderr)  # one for the tick's own line, one for the marks
-    assert "tick stored, but the JSONL backup line was not written" in tick_warning
-    assert "retention: 1 row(s) marked pruned in the database but not in the JSONL backup" in retention_warning
+    assert "tick stored, but its JSONL backup line waits in the database for a later tick" in tick_warning
+    assert "retention: 1 row(s) marked pruned in the database but not yet in the JSONL backup" in retention_warning
     assert "ticks.jsonl: Is a directory" in retention_warning
+
+    backup.rmdir()
+    aside.rename(backup)
+    result = run_tick(tmp_path, "--once", "--source", "sample", "--at", "2026-11-21T03:04:00", BILBO_RETENTION_DAYS="7")
+    assert result.returncode == 0 and backup_warnings(result.stderr) == [], result.stderr
+    assert ops(backup) == [None, None, "pruned", None]
+    live = rows(tmp_path)
+    lose_database(tmp_path)
+    assert rebuild_cli(tmp_path).returncode == 0
+    assert rows(tmp_path) == live  # every field: the old frame is known to be gone
+
+
+def test_a_correction_whose_backup_line_cannot_be_written_waits_and_the_next_tick_writes_it(tmp_path):
+    assert run_tick(tmp_path, "--once", "--source", "sample", "--at", "2026-11-21T03:00:00").returncode == 0
+    settings = load_settings(None, environ={"BILBO_DATA_DIR": str(tmp_path)})
+    settings.corrections_jsonl_path.mkdir()
+    [tick] = rows(tmp_path)
+    with Store.open(settings.db_path) as store:
+        store.add_corrections(tick.id, [("eyes", "open")], "mum", now=10.0)
+        problem = jsonl.back_up(store, settings.corrections_jsonl_path, jsonl.correction_records(store.corrections(1)))
+        assert problem is not None and "waits in the database" in problem and "Is a directory" in problem
+        undone = store.undo_last_decision(tick.id, now=20.0)
+        assert jsonl.back_up(store, settings.corrections_jsonl_path, [jsonl.undo_record(undone, 20.0)])
+        store.add_corrections(tick.id, [("presence", "present")], "dad", now=30.0)
+        added = jsonl.correction_records(store.corrections(tick.id)[1:])
+        assert jsonl.back_up(store, settings.corrections_jsonl_path, added)
+        assert store.backup_waiting() == {settings.corrections_jsonl_path: 3}
+
+    settings.corrections_jsonl_path.rmdir()
+    result = run_tick(tmp_path, "--once", "--source", "sample", "--at", "2026-11-21T03:04:00")
+    assert result.returncode == 0 and backup_warnings(result.stderr) == [], result.stderr
+    assert ops(settings.corrections_jsonl_path) == ["add", "undo", "add"]
+    with Store.open(settings.db_path) as store:
+        assert store.backup_waiting() == {}
+        label = store.human_label(tick.id)
+    lose_database(tmp_path)
+    assert rebuild_cli(tmp_path).returncode == 0
+    with Store.open(settings.db_path) as store:
+        assert store.human_label(tick.id) == label and label.corrected == {"presence": "present"}
+
+
+def test_a_waiting_line_is_warned_about_every_tick_until_it_is_written(tmp_path):
+    assert run_tick(tmp_path, "--once", "--source", "sample", "--at", "2026-11-21T03:00:00").returncode == 0
+    settings = load_settings(None, environ={"BILBO_DATA_DIR": str(tmp_path)})
+    settings.teacher_jsonl_path.mkdir()
+    with Store.open(settings.db_path) as store:
+        assert jsonl.back_up(store, settings.teacher_jsonl_path, [{"op": "teacher", "id": 1}])
+    result = run_tick(tmp_path, "--once", "--source", "sample", "--at", "2026-11-21T03:04:00")
+    [warning] = backup_warnings(result.stderr)
+    assert "1 JSONL backup line(s) still wait in the database" in warning and "teacher_labels.jsonl" in warning
+
+
+# --- appending lines ---------------------------------------------------------------------------------------------
+
+
+def test_a_line_after_a_line_torn_by_a_power_cut_is_not_swallowed_by_it(tmp_path):
+    backup = tmp_path / "ticks.jsonl"
+    backup.write_text('{"op":"pruned","ids":[1],"ts":1.0}\n{"ts": 4.0, "sour')  # power cut mid-line
+    jsonl.append_lines(backup, ['{"op":"pruned","ids":[2],"ts":2.0}'])
+    records = list(jsonl.read_records(backup))
+    assert [r for _, r, _ in records] == [
+        {"op": "pruned", "ids": [1], "ts": 1.0},
+        None,
+        {"op": "pruned", "ids": [2], "ts": 2.0},
+    ]
+
+
+APPEND_PAST_A_FILE_SIZE_LIMIT = """
+import resource, signal, sys
+from pathlib import Path
+from db import jsonl
+path = Path(sys.argv[1])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of killing the process
+resource.setrlimit(resource.RLIMIT_FSIZE, (path.stat().st_size + 40, resource.RLIM_INFINITY))
+try:
+    jsonl.append_lines(path, ['{"op":"pruned","ids":[2],"ts":2.0}', '{"op":"pruned","ids":[3],"ts":3.0}'])
+except OSError as exc:
+    print(exc.strerror)
+"""
+
+
+def test_an_append_that_fails_half_way_leaves_the_file_as_it_was(tmp_path):
+    """A real partial write: the kernel accepts the first 40 bytes and refuses the rest (a file size limit)."""
+    backup = tmp_path / "ticks.jsonl"
+    before = '{"op":"pruned","ids":[1],"ts":1.0}\n'
+    backup.write_text(before)
+    result = subprocess.run(
+        [sys.executable, "-c", APPEND_PAST_A_FILE_SIZE_LIMIT, str(backup)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert result.returncode == 0 and "too large" in result.stdout.lower(), result
+    assert backup.read_text() == before

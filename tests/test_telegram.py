@@ -14,6 +14,7 @@ from alerts.outbox import deliver_pending
 from db.store import Alert, Store, TickRow
 from settings import load_settings
 from tests.bot_api_server import TEST_TOKEN, BotApiServer
+from tests.test_alerts import delivered
 
 TOKEN = TEST_TOKEN
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00 pretend pixels \x00\xff\xd9"
@@ -66,7 +67,7 @@ def test_server_error_keeps_alert_pending_then_recovery_sends_it(bot_api, store,
         notifier_for(bot_api).send(pending, JPEG)
     assert "Internal Server Error" in str(raised.value)
 
-    assert deliver_pending(store, notifier_for(bot_api), tmp_path, now=time.time(), log=log) == (0, 1)
+    assert delivered(deliver_pending(store, notifier_for(bot_api), tmp_path, now=time.time(), log=log)) == (0, 1)
     (still,) = store.pending_alerts()
     assert still.attempts == 1
     assert "Internal Server Error" in still.last_error
@@ -74,7 +75,7 @@ def test_server_error_keeps_alert_pending_then_recovery_sends_it(bot_api, store,
 
     bot_api.recover()
     now = time.time()
-    assert deliver_pending(store, notifier_for(bot_api), tmp_path, now=now, log=log) == (1, 0)
+    assert delivered(deliver_pending(store, notifier_for(bot_api), tmp_path, now=now, log=log)) == (1, 0)
     assert store.pending_alerts() == []
     (done,) = store.alerts()
     assert (done.sent_ts, done.attempts) == (now, 2)
@@ -136,7 +137,7 @@ def test_token_never_appears_in_errors_or_logs(bot_api, store, tmp_path, caplog)
 def test_log_notifier_logs_the_caption(caplog, store, tmp_path):
     queue_one(store, tmp_path)
     with caplog.at_level(logging.WARNING, logger="bilbo.alerts"):
-        assert deliver_pending(store, LogNotifier(), tmp_path, now=time.time(), log=log) == (1, 0)
+        assert delivered(deliver_pending(store, LogNotifier(), tmp_path, now=time.time(), log=log)) == (1, 0)
     (record,) = [r for r in caplog.records if r.name == "bilbo.alerts"]
     assert record.levelno == logging.WARNING
     assert record.getMessage().startswith("alert (no Telegram configured): Baby seems to be waking")
