@@ -185,8 +185,12 @@ def register_api(app: Flask, settings: Settings, open_store: Callable[[], Store]
     @api.get("/status")
     def status():
         with open_store() as db:
-            newest, outage = db.last_tick(), db.camera_outage()
-        return jsonify(**freshness(newest, interval, time.time()), camera=camera_json(outage))
+            newest, outage, waiting = db.last_tick(), db.camera_outage(), db.backup_waiting()
+        return jsonify(
+            **freshness(newest, interval, time.time()),
+            camera=camera_json(outage),
+            backup_waiting={path.name: count for path, count in waiting.items()},  # lines not yet in that backup
+        )
 
     @api.get("/timeline")
     def timeline():

@@ -199,6 +199,33 @@ def test_a_camera_outage_is_shown_in_the_red_banner_until_a_frame_arrives(tmp_pa
             browser.close()
 
 
+def test_backup_lines_waiting_to_be_written_are_shown_in_the_banner_until_a_tick_writes_them(tmp_path):
+    from db import jsonl
+    from tests.test_dashboard import tick_row
+
+    settings = dashboard_settings(tmp_path)
+    with Store.open(settings.db_path) as store:
+        row = tick_row(datetime.now().timestamp(), None)
+        row = store.tick(store.insert_tick(row))
+        settings.jsonl_path.mkdir()  # a folder in the way, as a full disk would refuse the append
+        assert jsonl.back_up(store, settings.jsonl_path, [jsonl.tick_record(row)])
+    with serving(settings) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 800})
+            page.goto(base + "/")
+            banner = page.locator("#stale")
+            expect(banner).to_contain_text("Backup lines are waiting to be written (1 for ticks.jsonl)")
+            settings.jsonl_path.rmdir()
+            with Store.open(settings.db_path) as store:
+                assert jsonl.back_up(store, settings.jsonl_path, []) is None  # what the next tick's append does
+            page.evaluate("api('/api/status')")
+            expect(banner).to_be_hidden()
+        finally:
+            browser.close()
+    assert [r for _, r, _ in jsonl.read_records(settings.jsonl_path)] == [jsonl.tick_record(row)]
+
+
 def test_the_nights_sleep_log_downloads_from_the_page_and_matches_its_summary(browser_page):
     page, base, _, errors = browser_page
     page.goto(base + "/")
