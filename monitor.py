@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from dataclasses import replace
@@ -34,11 +33,12 @@ from alerts.outbox import deliver_pending
 from alerts.rules import camera_back_alert, camera_down_alert, combine, cry_alert, rows_needed, wake_alert
 from capture.audio import write_wav
 from capture.ffmpeg import CaptureError, redact_text
+from capture.files import write_atomically
 from capture.night import is_infrared
 from capture.pixeldiff import diff_score
 from capture.sources import SAMPLE_SOURCE, CapturedFrame, grab
 from db import jsonl
-from db.store import Store, StoreError, TickRow
+from db.store import Alert, Store, StoreError, TickRow
 from labeller.fallback import label_pending
 from lockfile import TickLock
 from models.cascade import Cascade, ModelError
@@ -104,13 +104,9 @@ def _frame_file(at: datetime, suffix: str) -> Path:
 
 
 def _save_jpeg(settings: Settings, frame: CapturedFrame, at: datetime) -> str:
-    """Write the JPEG atomically (tmp + rename) and return its path relative to the data dir."""
+    """Write the JPEG whole or not at all and return its path relative to the data dir."""
     relative = _frame_file(at, ".jpg")
-    target = settings.data_dir / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    tmp.write_bytes(frame.jpeg)
-    os.replace(tmp, target)
+    write_atomically(settings.data_dir / relative, frame.jpeg)
     return str(relative)
 
 
@@ -127,7 +123,6 @@ def listen(settings: Settings, frame: CapturedFrame, at: datetime, cry: LazyCryM
     }
     if settings.keep_audio:
         relative = _frame_file(at, ".wav")
-        (settings.data_dir / relative).parent.mkdir(parents=True, exist_ok=True)
         write_wav(settings.data_dir / relative, clip)
         fields["audio_path"] = str(relative)
     return fields
@@ -194,22 +189,9 @@ def classify(settings: Settings, frame: CapturedFrame, store: Store, at: datetim
     )
 
 
-def tick(
-    settings: Settings, store: Store, at: datetime, models: LazyCascade, cry: LazyCryModel | None = None
-) -> TickRow:
-    """One tick: capture (frame + audio) → diff → cascade, cry model → store (+ alerts, same transaction) → JSONL."""
-    started = time.perf_counter()
-    cry = cry or LazyCryModel(settings)
-    frame = grab(
-        settings.camera_url,
-        at=at,
-        timeout_s=settings.capture_timeout_s,
-        ffmpeg_path=settings.ffmpeg_path,
-        audio_s=settings.audio_seconds,
-    )
-    row = classify(settings, frame, store, at, models)
-    row = replace(row, **listen(settings, frame, at, cry))
-    row = replace(row, duration_ms=(time.perf_counter() - started) * 1000.0)
+def raised_alerts(settings: Settings, store: Store, row: TickRow, cry: LazyCryModel) -> list[Alert]:
+    """The alerts this tick's row raises: wake (2 of 3), cry, both as one message, and "camera back" when it ends
+    an outage. They are stored with the row, in its transaction."""
     alerts = []
     if not row.unchanged:
         recent = [*store.recent_classified(rows_needed(settings.wake_window) - 1), row]
@@ -234,13 +216,30 @@ def tick(
             photo_path=row.jpeg_path or store.last_reference_jpeg(),
         )
         alerts += [crying] if crying else []
+    outage = store.camera_outage()  # the outage this tick's frame ends (failures 0: there was none)
+    back = camera_back_alert(failures=outage.failures, since_ts=outage.since_ts, alerted=outage.alerted, at_ts=row.ts)
+    return [*combine(alerts), *([back] if back else [])]
+
+
+def tick(
+    settings: Settings, store: Store, at: datetime, models: LazyCascade, cry: LazyCryModel | None = None
+) -> TickRow:
+    """One tick: capture (frame + audio) → diff → cascade, cry model → store (+ alerts, same transaction) → JSONL."""
+    started = time.perf_counter()
+    cry = cry or LazyCryModel(settings)
+    frame = grab(
+        settings.camera_url,
+        at=at,
+        timeout_s=settings.capture_timeout_s,
+        ffmpeg_path=settings.ffmpeg_path,
+        audio_s=settings.audio_seconds,
+    )
+    row = classify(settings, frame, store, at, models)  # writes the JPEG when the frame changed
     try:
-        outage = store.camera_outage()  # the outage this tick's frame ends (failures 0: there was none)
-        back = camera_back_alert(
-            failures=outage.failures, since_ts=outage.since_ts, alerted=outage.alerted, at_ts=row.ts
-        )
-        row = replace(row, id=store.insert_tick(row, [*combine(alerts), *([back] if back else [])]))
-    except StoreError:
+        row = replace(row, **listen(settings, frame, at, cry))
+        row = replace(row, duration_ms=(time.perf_counter() - started) * 1000.0)
+        row = replace(row, id=store.insert_tick(row, raised_alerts(settings, store, row, cry)))
+    except BaseException:  # no row will point at this tick's files: remove them (a full disk, a locked database)
         for kept in (row.jpeg_path, row.audio_path):
             if kept:
                 (settings.data_dir / kept).unlink(missing_ok=True)

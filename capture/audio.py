@@ -6,12 +6,14 @@ and a full-scale sine about -3 dBFS; digital silence is floored at SILENCE_DBFS.
 
 from __future__ import annotations
 
-import os
+import io
 import wave
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from capture.files import write_atomically
 
 SILENCE_DBFS = -120.0
 
@@ -49,14 +51,14 @@ def dbfs(samples: np.ndarray) -> float:
 
 
 def write_wav(path: Path, clip: AudioClip) -> None:
-    """16-bit mono wav, written atomically (tmp + rename)."""
-    tmp = path.with_suffix(".wav.tmp")
-    with wave.open(str(tmp), "wb") as out:
+    """16-bit mono wav, written whole or not at all (`capture.files.write_atomically`)."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(clip.sample_rate)
         out.writeframes(float_to_pcm16(clip.samples))
-    os.replace(tmp, path)
+    write_atomically(path, buffer.getvalue())
 
 
 def read_wav(path: Path) -> tuple[np.ndarray, int]:

@@ -8,6 +8,7 @@ longer raises `StoreError` with one clear line and nothing is written.
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -213,6 +214,7 @@ _UNREVIEWED_SQL = (
     "unchanged = 0 AND jpeg_path IS NOT NULL AND media_pruned_ts IS NULL "
     "AND NOT EXISTS (SELECT 1 FROM corrections c WHERE c.tick_id = t.id AND c.undone_ts IS NULL)"
 )
+FULL_DISK_BYTES = 1024 * 1024  # less free than this, and a failure to open the database is blamed on the disk
 _OUTBOX_COLUMNS = "id, kind, caption, photo_path, created_ts, tick_id, attempts, last_error, sent_ts"
 # The current camera outage: capture failures newer than the newest stored tick (both lookups use an index on ts).
 _OUTAGE_SQL = "ts > coalesce((SELECT max(ts) FROM ticks), -1e308)"
@@ -319,6 +321,19 @@ def _alert_from_sql(r: sqlite3.Row) -> Alert:
     return Alert(**{key: r[key] for key in r.keys()})  # noqa: SIM118 - sqlite3.Row has no iteration over keys
 
 
+def _full_disk_hint(path: Path) -> str:
+    """Why SQLite said "disk I/O error" when the real cause is a full disk (WAL mode must create its -shm file)."""
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        return ""
+    if free >= FULL_DISK_BYTES:
+        return ""
+    return (
+        f" (the disk holding {path.parent} is full: {free // 1024} KB free; free some space and the next tick goes on)"
+    )
+
+
 class Store:
     """A connection to BILBO's SQLite file. Use as a context manager so it is always closed."""
 
@@ -337,7 +352,7 @@ class Store:
             conn.execute("PRAGMA foreign_keys = ON")
             migrate(conn)
         except (sqlite3.Error, RuntimeError) as exc:
-            raise StoreError(f"database {path} cannot be opened: {exc}") from None
+            raise StoreError(f"database {path} cannot be opened: {exc}{_full_disk_hint(path)}") from None
         return cls(conn, path)
 
     def close(self) -> None:
