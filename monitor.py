@@ -238,14 +238,16 @@ def tick(
     try:
         row = replace(row, **listen(settings, frame, at, cry))
         row = replace(row, duration_ms=(time.perf_counter() - started) * 1000.0)
-        row = replace(row, id=store.insert_tick(row, raised_alerts(settings, store, row, cry)))
+        alerts = raised_alerts(settings, store, row, cry)
+        with store.atomic():  # the row, its alerts and its backup line land together
+            row = replace(row, id=store.insert_tick(row, alerts))
+            jsonl.queue(store, settings.jsonl_path, [jsonl.tick_record(row, store.alerts_of_tick(row.id))])
     except BaseException:  # no row will point at this tick's files: remove them (a full disk, a locked database)
         for kept in (row.jpeg_path, row.audio_path):
             if kept:
                 (settings.data_dir / kept).unlink(missing_ok=True)
         raise
-    line = jsonl.tick_record(row, store.alerts_of_tick(row.id))
-    if problem := jsonl.back_up(store, settings.jsonl_path, [line]):
+    if problem := jsonl.write(store, settings.jsonl_path):
         log.warning("tick stored, but %s", problem)
     return row
 
@@ -294,11 +296,13 @@ def note_capture_failure(settings: Settings, store: Store, at: datetime, error: 
             alerted=outage.alerted,
             at_ts=ts,
         )
-        failure = store.add_capture_failure(ts, reason, alert)
+        with store.atomic():
+            failure = store.add_capture_failure(ts, reason, alert)
+            jsonl.queue(store, settings.jsonl_path, [jsonl.capture_failure_record(failure)])
     except StoreError as exc:
         log.warning("capture failure not recorded (a camera-down alert may come a tick late): %s", exc)
         return
-    if problem := jsonl.back_up(store, settings.jsonl_path, [jsonl.capture_failure_record(failure)]):
+    if problem := jsonl.write(store, settings.jsonl_path):
         log.warning("capture failure recorded, but %s", problem)
 
 

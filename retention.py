@@ -140,17 +140,20 @@ class _Walk:
                 after = (row.ts, row.id)
                 if row.id not in self.stuck:
                     removed += self._remove_files(row, folders, done)
-            self.store.mark_media_pruned(done, self.now)  # after the files: see the module docstring
+            with self.store.atomic():  # after the files: see the module docstring
+                self.store.mark_media_pruned(done, self.now)
+                if done:
+                    jsonl.queue(self.store, self.backup, [jsonl.pruned_record(done, self.now)])
             self.report.ticks_marked += len(done)
             self._back_up(done)
             _remove_empty_day_folders(self.data_dir, folders)
         return removed
 
     def _back_up(self, ids: list[int]) -> None:
-        """Append the committed marks to the backup; a failure is counted for the report, the marks stay."""
+        """Append the committed marks to the backup; a failure is counted for the report, the marks stay queued."""
         if not ids:
             return
-        if problem := jsonl.back_up(self.store, self.backup, [jsonl.pruned_record(ids, self.now)]):
+        if problem := jsonl.write(self.store, self.backup):
             self.report.unbacked += len(ids)
             self.report.backup_error = self.report.backup_error or problem
 

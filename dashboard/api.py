@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 
 from flask import Blueprint, Flask, abort, jsonify, request
@@ -148,10 +148,10 @@ def _review_reasons(row: TickRow, teacher: TeacherLabel | None = None) -> list[s
     return reasons
 
 
-def _backup(settings: Settings, db: Store, records: Sequence[dict]) -> None:
-    """Mirror a committed correction into data/corrections.jsonl; the DB already holds it, so a failure only warns
-    (and the line waits in the database for the next tick or correction)."""
-    if problem := jsonl.back_up(db, settings.corrections_jsonl_path, records):
+def _write_backup(settings: Settings, db: Store) -> None:
+    """Append the committed correction's queued line to data/corrections.jsonl; the DB already holds both, so a
+    failure only warns (the line waits in the database for the next tick or correction)."""
+    if problem := jsonl.write(db, settings.corrections_jsonl_path):
         log.warning("correction saved, but %s", problem)
 
 
@@ -270,9 +270,12 @@ def register_api(app: Flask, settings: Settings, open_store: Callable[[], Store]
                 abort(409, description=f"tick {tick_id} kept no frame (unchanged): correct the frame it reused instead")
             if row.media_pruned:
                 abort(409, description=f"tick {tick_id}: {pruned_description(row)}; there is no frame left to label")
-            ids = db.add_corrections(tick_id, changes, author, now=time.time())
+            with db.atomic():  # the correction and its backup line land together
+                ids = db.add_corrections(tick_id, changes, author, now=time.time())
+                added = [c for c in db.corrections(tick_id) if c.id in ids]
+                jsonl.queue(db, settings.corrections_jsonl_path, jsonl.correction_records(added))
+            _write_backup(settings, db)
             label = db.human_label(tick_id)
-            _backup(settings, db, jsonl.correction_records([c for c in db.corrections(tick_id) if c.id in ids]))
         response = jsonify(correction_ids=ids, tick=tick_json(row, label))
         response.status_code = 201
         return response
@@ -282,10 +285,13 @@ def register_api(app: Flask, settings: Settings, open_store: Callable[[], Store]
         with open_store() as db:
             row = _tick_or_404(db, tick_id)
             now = time.time()
-            undone = db.undo_last_decision(tick_id, now=now)
+            with db.atomic():
+                undone = db.undo_last_decision(tick_id, now=now)
+                if undone:
+                    jsonl.queue(db, settings.corrections_jsonl_path, [jsonl.undo_record(undone, now)])
             if not undone:
                 abort(409, description=f"tick {tick_id} has no correction to undo")
-            _backup(settings, db, [jsonl.undo_record(undone, now)])
+            _write_backup(settings, db)
             label = db.human_label(tick_id)
         return jsonify(
             undone=[{"id": c.id, "field": c.field, "value": c.value} for c in undone], tick=tick_json(row, label)

@@ -11,9 +11,11 @@ each delivered alert ("op": "alert_sent") and retention's marks ("op": "pruned":
 deleted at "ts"). One file, so the rebuild replays an outage and the frame that ended
 it in the order they happened.
 
-A line that cannot be appended (disk full, a folder where the file should be) is not dropped: it waits in the
-database (`backup_waiting`) and the next write to that file, or the next tick's `write_waiting`, appends it first,
-so the file keeps the order of the commits. An append that fails half-way is cut back to where it began, so a retry
+Every line goes through an outbox in the database (`backup_waiting`): queued in the same transaction as the data it
+mirrors (`queue` inside `store.atomic()`), then appended and deleted (`write`). A line that cannot be appended (disk
+full, a folder where the file should be) or whose process was killed after the commit is not dropped: it waits, and
+the next append to that file, or the next tick's `write_waiting`, writes it first, so the file keeps the order of
+the commits. An append that fails half-way is cut back to where it began, so a retry
 never leaves half a line glued to a whole one.
 """
 
@@ -93,21 +95,31 @@ def append_lines(path: Path, lines: Sequence[str]) -> None:
         os.close(fd)
 
 
-def back_up(store: Store, path: Path, records: Sequence[dict]) -> str | None:
-    """Append `records` to the backup at `path`, after any of its lines still waiting. Returns None when they are
-    in the file, else one line for the caller's warning saying whether they wait in the database or are lost."""
-    lines = [_line(record) for record in records]
+def queue(store: Store, path: Path, records: Sequence[dict]) -> None:
+    """Queue records for the backup at `path`. Call it inside `store.atomic()` with the write the records mirror:
+    then a process killed after the commit leaves them queued, and a later `write` appends them."""
+    store.queue_backup(path, [_line(record) for record in records], now=time.time())
+
+
+def write(store: Store, path: Path) -> str | None:
+    """Append what is queued for `path`. Returns None when it is in the file, else one line for the caller's warning
+    (the lines stay queued in the database: nothing is lost, a later tick appends them)."""
     try:
-        error = store.append_backup(path, lines, append_lines, now=time.time())
+        error = store.append_backup(path, append_lines)
     except StoreError as exc:
-        try:  # cannot hold the lock or keep the lines: better in the file out of order than nowhere
-            append_lines(path, lines)
-        except OSError as file_exc:
-            return f"its JSONL backup line is lost ({path}: {file_exc.strerror or file_exc}; {exc})"
-        return None
+        return f"its JSONL backup line waits in the database for a later tick ({exc})"
     if error is None:
         return None
     return f"its JSONL backup line waits in the database for a later tick ({path}: {error.strerror or error})"
+
+
+def back_up(store: Store, path: Path, records: Sequence[dict]) -> str | None:
+    """`queue` then `write`, for a line that mirrors no write of its own transaction (an alert's delivery)."""
+    try:
+        queue(store, path, records)
+    except StoreError as exc:
+        return f"its JSONL backup line was not written ({exc})"
+    return write(store, path)
 
 
 def write_waiting(store: Store, skip: Path | None = None) -> list[str]:
@@ -118,7 +130,7 @@ def write_waiting(store: Store, skip: Path | None = None) -> list[str]:
     for path, count in store.backup_waiting().items():
         if path == skip:
             continue
-        error = store.append_backup(path, [], append_lines, now=time.time())
+        error = store.append_backup(path, append_lines)
         if error is not None:
             why = f"{path}: {error.strerror or error}"
             problems.append(f"{count} JSONL backup line(s) still wait in the database ({why})")

@@ -123,15 +123,16 @@ MIGRATIONS: list[str] = [
     CREATE INDEX teacher_labels_ts ON teacher_labels (ts);
     CREATE INDEX teacher_disagreements ON teacher_labels (tick_id) WHERE error IS NULL AND disagrees = 1;
     """,
-    # 7: JSONL backup lines that could not be appended (disk full, a file in the way). They wait here, in order, and
-    # the next write to the same file (every tick tries) appends them before its own lines (db/jsonl.py).
+    # 7: the JSONL backup's outbox (db/jsonl.py). A backup line is written here in the same transaction as the data
+    # it mirrors, then appended to its file and deleted; one whose append failed (disk full, a file in the way) or
+    # never happened (the process was killed) waits, in order, until a later append of that file (every tick tries).
     """
     CREATE TABLE backup_waiting (
         id          INTEGER PRIMARY KEY,
         path        TEXT    NOT NULL,              -- the backup file, as the settings named it
         line        TEXT    NOT NULL,              -- one JSON record, without the newline
-        created_ts  REAL    NOT NULL,              -- unix seconds of the failed append
-        error       TEXT    NOT NULL               -- why it failed
+        created_ts  REAL    NOT NULL,              -- unix seconds it was queued
+        error       TEXT                           -- why the last append failed; NULL: not tried yet
     );
     CREATE INDEX backup_waiting_path ON backup_waiting (path, id);
     """,

@@ -365,8 +365,17 @@ class Store:
         self.close()
 
     @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Several writes as one transaction (a row and its backup line): all of them land or none does."""
+        with self._write():
+            yield
+
+    @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: all of it lands or none of it does."""
+        """One write transaction: all of it lands or none of it does. Inside `atomic` it joins that transaction."""
+        if self._conn.in_transaction:
+            yield self._conn
+            return
         try:
             self._conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
@@ -666,25 +675,29 @@ class Store:
 
     # --- JSONL backup lines waiting to be written (db/jsonl.py) ------------------------------
 
-    def append_backup(
-        self, path: Path, lines: Sequence[str], append: Callable[[Path, Sequence[str]], None], now: float
-    ) -> OSError | None:
-        """Append `path`'s waiting lines, then `lines`, holding the write lock so two writers (the tick and the
-        dashboard) never both append the same waiting lines. Returns None when all were written; else the OSError,
-        and `lines` now wait too (the next call appends them). Raises StoreError only when they could not be kept."""
+    def queue_backup(self, path: Path, lines: Sequence[str], now: float) -> None:
+        """Queue backup lines for `path`; inside `atomic`, with the data they mirror, so no kill can separate them."""
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT INTO backup_waiting (path, line, created_ts) VALUES (?, ?, ?)",
+                [(str(path), line, now) for line in lines],
+            )
+
+    def append_backup(self, path: Path, append: Callable[[Path, Sequence[str]], None]) -> OSError | None:
+        """Append `path`'s waiting lines in order and delete them, holding the write lock so two writers (the tick
+        and the dashboard) never append the same line twice. Returns None, or the OSError (the lines stay)."""
         with self._write() as conn:
             waiting = conn.execute(
                 "SELECT id, line FROM backup_waiting WHERE path = ? ORDER BY id", (str(path),)
             ).fetchall()
+            if not waiting:
+                return None
             try:
-                append(path, [w["line"] for w in waiting] + list(lines))
+                append(path, [w["line"] for w in waiting])
             except OSError as exc:
-                conn.executemany(
-                    "INSERT INTO backup_waiting (path, line, created_ts, error) VALUES (?, ?, ?, ?)",
-                    [(str(path), line, now, str(exc)) for line in lines],
-                )
+                conn.execute("UPDATE backup_waiting SET error = ? WHERE path = ?", (str(exc), str(path)))
                 return exc
-            conn.executemany("DELETE FROM backup_waiting WHERE id = ?", [(w["id"],) for w in waiting])
+            conn.execute("DELETE FROM backup_waiting WHERE path = ? AND id <= ?", (str(path), waiting[-1]["id"]))
         return None
 
     def backup_waiting(self) -> dict[Path, int]:

@@ -111,7 +111,9 @@ def _label_one(settings: Settings, store: Store, now: float, crop_of: CropOf) ->
         then = "giving up on this frame" if attempt >= MAX_ATTEMPTS else "a later tick retries"
         tries = f"attempt {attempt} of {MAX_ATTEMPTS}, {then}"
         log.warning("fallback labeller: no label for tick %d (%s): %s", row.id, tries, exc)
-    label = replace(label, id=store.add_teacher_label(label))
-    if problem := jsonl.back_up(store, settings.teacher_jsonl_path, [jsonl.teacher_record(label)]):
+    with store.atomic():
+        label = replace(label, id=store.add_teacher_label(label))
+        jsonl.queue(store, settings.teacher_jsonl_path, [jsonl.teacher_record(label)])
+    if problem := jsonl.write(store, settings.teacher_jsonl_path):
         log.warning("fallback labeller: stored, but %s", problem)
     return label

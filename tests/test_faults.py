@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from db import jsonl
 from db.rebuild import rebuild
 from db.store import Store
 from tests.tick_runner import REPO, frame_files, rows, sample_tick
@@ -128,7 +129,7 @@ def start_tick(data: Path, at: str) -> subprocess.Popen:
 def test_ticks_killed_at_random_moments_never_corrupt_anything_and_the_next_tick_recovers(tmp_path):
     """SIGKILL (a power cut, the OOM killer) at a random moment of a tick, 12 times: during imports, the models,
     the frame write, the commit or the backup append. The database stays intact, the lock is never stuck, every
-    stored frame is on disk, every backup line that was written is right, and the tick after each kill stores."""
+    stored frame is on disk, the tick after each kill stores, and the backup still rebuilds every row."""
     data, chance = tmp_path / "data", random.Random(20261123)
     started = time.perf_counter()
     assert sample_tick(data, "02:50").returncode == 0
@@ -151,10 +152,44 @@ def test_ticks_killed_at_random_moments_never_corrupt_anything_and_the_next_tick
     assert len(live) >= 13  # the first tick and every tick after a kill stored its row
     assert all((data / row.jpeg_path).is_file() for row in live if row.jpeg_path)  # no row points at nothing
     rebuilt = tmp_path / "rebuilt.sqlite3"
-    imported, problems = rebuild(data / "ticks.jsonl", rebuilt)
+    _, problems = rebuild(data / "ticks.jsonl", rebuilt)
     assert len(problems) <= kills  # at most one torn line per kill, each reported, none swallowing the next
     with Store.open(rebuilt) as store:
-        restored = store.ticks_between(0, 1e12)
-    by_id = {row.id: row for row in live}
-    assert restored and all(row == by_id[row.id] for row in restored)  # every line written is the stored row
-    assert imported >= len(live) - kills  # a line is missing only where a kill fell between commit and append
+        # Complete: a line whose process died between the commit and the append was queued in the database with
+        # its row, and the next tick appended it.
+        assert store.ticks_between(0, 1e12) == live
+    with Store.open(data / "bilbo.sqlite3") as store:
+        assert store.backup_waiting() == {}
+
+
+KILLED_AFTER_THE_COMMIT = """
+import os, signal, sys
+import monitor
+from db import jsonl
+jsonl.write = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)  # die where the append would begin
+sys.exit(monitor.main(sys.argv[1:]))
+"""
+
+
+def test_a_tick_killed_between_its_commit_and_its_backup_append_is_backed_up_by_the_next_tick(tmp_path):
+    """The one moment a random kill rarely hits, hit on purpose: the row is committed, its line not yet appended."""
+    data = tmp_path / "data"
+    assert sample_tick(data, "03:00").returncode == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BILBO_")}
+    env["BILBO_DATA_DIR"] = str(data)
+    args = ["--once", "--config", str(data / "no.env"), "--source", "sample", "--at", "2026-11-21T03:20:00"]
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_AFTER_THE_COMMIT, *args], env=env, cwd=REPO, capture_output=True, timeout=60
+    )
+    assert killed.returncode == -9
+    assert len(rows(data)) == 2 and len((data / "ticks.jsonl").read_text().splitlines()) == 1
+    with Store.open(data / "bilbo.sqlite3") as store:
+        assert store.backup_waiting() == {data / "ticks.jsonl": 1}
+
+    assert sample_tick(data, "03:40").returncode == 0
+    live = rows(data)
+    assert [record["id"] for _, record, _ in jsonl.read_records(data / "ticks.jsonl")] == [r.id for r in live]
+    rebuilt = tmp_path / "rebuilt.sqlite3"
+    assert rebuild(data / "ticks.jsonl", rebuilt) == (3, [])
+    with Store.open(rebuilt) as store:
+        assert store.ticks_between(0, 1e12) == live
