@@ -54,8 +54,10 @@ cry-weights: $(DEV)
 retrain: $(DEV)
 	$(PY) -m train.retrain
 
+# A second camera (twins): make install-schedule CAMERA=ada [CONFIG=.env.ada]
+CAMERA_ARGS = $(if $(CAMERA),--camera $(CAMERA)) $(if $(CONFIG),--config $(CONFIG))
 install-schedule: $(RUNTIME)
-	@if [ "$$(uname)" = Darwin ]; then bash launchd/install.sh; else bash systemd/install.sh; fi
+	@if [ "$$(uname)" = Darwin ]; then bash launchd/install.sh $(CAMERA_ARGS); else bash systemd/install.sh $(CAMERA_ARGS); fi
 
 bench: $(DEV)
 	$(PY) bench/tick.py

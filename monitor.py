@@ -309,7 +309,10 @@ def note_capture_failure(settings: Settings, store: Store, at: datetime, error: 
 def deliver_alerts(settings: Settings, store: Store, now: float) -> None:
     """Send what is in the outbox; runs after every tick, failed or not, so outages never drop alerts."""
     try:
-        delivery = deliver_pending(store, notifier_from_settings(settings), settings.data_dir, now=now, log=log)
+        notifier = notifier_from_settings(settings)
+        delivery = deliver_pending(
+            store, notifier, settings.data_dir, now=now, log=log, camera_name=settings.camera_name
+        )
     except StoreError as exc:
         log.error("alerts not delivered this tick (will retry): %s", exc)
         return

@@ -8,6 +8,7 @@ so the tick stops with one clear line instead of failing somewhere deep inside.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -103,6 +104,13 @@ def _text(raw: str) -> str:
     return raw.strip()
 
 
+def _camera_name(raw: str) -> str:
+    name = raw.strip()
+    if len(name) > 40 or any(not (c.isalnum() or c in " -_'.") for c in name):
+        raise ValueError("want a short name like 'Ada' or 'twin 2' (letters, digits, spaces, - _ ' .; at most 40)")
+    return name
+
+
 def _port(raw: str) -> int:
     value = int(raw)
     if not 1 <= value <= 65535:
@@ -177,6 +185,7 @@ class Settings:
     """Everything the tick and the dashboard are allowed to be told. Field name = key in lower case."""
 
     camera_url: str = "sample"
+    camera_name: str = ""  # one config per camera (twins): named in alerts and on the dashboard; "" = the only one
     data_dir: Path = REPO_DIR / "data"
     models_dir: Path = REPO_DIR / "models" / "weights"
     bassinet_crop: tuple[int, int, int, int] | None = None
@@ -271,6 +280,7 @@ class Settings:
 # How each key is parsed. Adding a setting means adding a field above and a parser here.
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "camera_url": _text,
+    "camera_name": _camera_name,
     "data_dir": _path,
     "models_dir": _path,
     "bassinet_crop": _crop,
@@ -380,3 +390,44 @@ def load_settings(
 def describe() -> list[tuple[str, str]]:
     """(KEY, default) pairs, for `.env.example` and docs."""
     return [(f.name.upper(), str(f.default)) for f in fields(Settings)]
+
+
+DEFAULT_CAMERA = Settings()  # what a camera gets that sets neither DATA_DIR nor DASHBOARD_PORT
+
+
+def schedule_target(camera: str, config: str) -> tuple[str, int]:
+    """For the schedule installers: one camera's settings file ("" = the checkout's .env) and dashboard port.
+
+    A named camera (twins) must have its own file, and in it a DATA_DIR and a DASHBOARD_PORT of its own: two ticks on
+    one database, or two dashboards on one port, would be a silent mess at 3 a.m. Raises SettingsError saying which.
+    """
+    if not camera:
+        if config:
+            raise SettingsError("--config needs --camera NAME: the first camera reads the checkout's .env")
+        return "", load_settings(environ={}).dashboard_port
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,29}", camera):
+        raise SettingsError(f"camera name {camera!r}: want lower-case letters, digits and '-' (e.g. 'ada', 'twin-2')")
+    path = (Path(config).expanduser() if config else REPO_DIR / f".env.{camera}").resolve()
+    if not path.is_file():
+        raise SettingsError(
+            f"no settings file {path} for camera {camera!r}: copy .env.example there and set its CAMERA_URL, "
+            "DATA_DIR and DASHBOARD_PORT"
+        )
+    settings = load_settings(path, environ={})
+    if settings.data_dir == DEFAULT_CAMERA.data_dir:
+        raise SettingsError(f"setting DATA_DIR in {path} must be camera {camera}'s own folder (e.g. data-{camera})")
+    if settings.dashboard_port == DEFAULT_CAMERA.dashboard_port:
+        raise SettingsError(f"setting DASHBOARD_PORT in {path} must be camera {camera}'s own port (e.g. 5556)")
+    return str(path), settings.dashboard_port
+
+
+if __name__ == "__main__":  # `settings.py --install-check CAMERA CONFIG`, for systemd/ and launchd/install.sh
+    import sys
+
+    if sys.argv[1:2] != ["--install-check"] or len(sys.argv) != 4:
+        sys.exit("usage: settings.py --install-check CAMERA CONFIG  (prints PORT<tab>CONFIG)")
+    try:
+        target, port = schedule_target(sys.argv[2], sys.argv[3])
+    except SettingsError as exc:
+        sys.exit(f"bilbo: {exc}")
+    print(f"{port}\t{target}")

@@ -29,7 +29,9 @@ class Delivery(NamedTuple):
     failed: int
 
 
-def deliver_pending(store: Store, notifier: Notifier, data_dir: Path, *, now: float, log: logging.Logger) -> Delivery:
+def deliver_pending(
+    store: Store, notifier: Notifier, data_dir: Path, *, now: float, log: logging.Logger, camera_name: str = ""
+) -> Delivery:
     """Send every pending alert, oldest first; return the sent ones and how many failed.
 
     A sent alert is marked sent; a failed one gets attempts+1 and last_error and stays pending for the next
@@ -37,12 +39,13 @@ def deliver_pending(store: Store, notifier: Notifier, data_dir: Path, *, now: fl
     the rest of the queue is left untouched for the next tick: each try against a dead endpoint can cost a
     full timeout (20 s), and 50 queued alerts would hold the tick for many minutes, overlapping the next
     one, while every try fails the same way. A failure specific to one alert (Telegram refused that photo
-    or caption) does not hold back the alerts behind it.
+    or caption) does not hold back the alerts behind it. With twins, `camera_name` starts every caption, so the
+    parent knows which cot to go to.
     """
     sent: list[Alert] = []
     failed = 0
     for alert in store.pending_alerts():
-        outgoing, photo = _prepare(alert, data_dir, now=now, log=log)
+        outgoing, photo = _prepare(alert, data_dir, now=now, log=log, camera_name=camera_name)
         try:
             notifier.send(outgoing, photo)
         except NotifyError as exc:
@@ -58,11 +61,15 @@ def deliver_pending(store: Store, notifier: Notifier, data_dir: Path, *, now: fl
     return Delivery(sent, failed)
 
 
-def _prepare(alert: Alert, data_dir: Path, *, now: float, log: logging.Logger) -> tuple[Alert, bytes | None]:
-    """The alert as it goes out (caption marked if delayed) and its photo bytes (None if unreadable)."""
+def _prepare(
+    alert: Alert, data_dir: Path, *, now: float, log: logging.Logger, camera_name: str
+) -> tuple[Alert, bytes | None]:
+    """The alert as it goes out (camera named, marked if delayed) and its photo bytes (None if unreadable)."""
     caption = alert.caption
     if now - alert.created_ts > DELAYED_AFTER_S:
         caption = f"(delayed, from {clock(alert.created_ts)}) {caption}"
+    if camera_name:
+        caption = f"{camera_name}: {caption}"
     photo = None
     if alert.photo_path:
         try:

@@ -189,6 +189,7 @@ def register_api(app: Flask, settings: Settings, open_store: Callable[[], Store]
         return jsonify(
             **freshness(newest, interval, time.time()),
             camera=camera_json(outage),
+            camera_name=settings.camera_name,
             backup_waiting={path.name: count for path, count in waiting.items()},  # lines not yet in that backup
         )
 

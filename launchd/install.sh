@@ -3,17 +3,19 @@
 #   com.bilbo.monitor     one monitoring tick every few minutes (and at login)
 #   com.bilbo.dashboard   the dashboard on http://127.0.0.1:5555, kept running
 #
-# Usage: launchd/install.sh [--dest DIR] [--no-load] [--interval MINUTES]
+# Usage: launchd/install.sh [--dest DIR] [--no-load] [--interval MINUTES] [--camera NAME [--config FILE]]
 #   --dest DIR          write the plists there (default: ~/Library/LaunchAgents)
 #   --no-load           only write the files; do not (re)load them into launchd
 #   --interval MINUTES  minutes between ticks (default 4)
+#   --camera NAME       one more camera (twins): agents com.bilbo.monitor.NAME and com.bilbo.dashboard.NAME
+#   --config FILE       that camera's settings (default: .env.NAME in the checkout)
 #
 # Safe to run again: it rewrites the plists and reloads the agents.
-# Logs go to data/logs/ in the checkout.
+# Logs go to data/logs/ in the checkout (monitor-NAME.log etc. for a named camera).
 set -euo pipefail
 
 usage() {
-    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 die() {
@@ -28,6 +30,8 @@ python="${repo}/.venv/bin/python"
 dest="${HOME}/Library/LaunchAgents"
 load=1
 interval=4
+camera=""
+config=""
 
 while [ "$#" -gt 0 ]; do
     case "$1" in
@@ -53,6 +57,16 @@ while [ "$#" -gt 0 ]; do
             interval="${1#--interval=}"
             shift
             ;;
+        --camera)
+            [ "$#" -ge 2 ] || die "--camera needs a name"
+            camera="$2"
+            shift 2
+            ;;
+        --config)
+            [ "$#" -ge 2 ] || die "--config needs a settings file"
+            config="$2"
+            shift 2
+            ;;
         -h | --help)
             usage
             exit 0
@@ -72,22 +86,34 @@ if [ ! -x "${python}" ]; then
     die "no virtual environment at ${repo}/.venv: run make demo or make venv first"
 fi
 
+# One settings file per camera (twins): read it now, so its dashboard port is right and a bad value (or a second
+# camera on the first one's data dir or port) is refused here, not at 3 a.m.
+target="$("${python}" "${repo}/settings.py" --install-check "${camera}" "${config}")" || exit 1
+port="${target%%$'\t'*}"
+config="${target#*$'\t'}"
+
 mkdir -p "${dest}" "${repo}/data/logs"
 
 # Fill the placeholders with Python (the venv's, which must exist anyway): paths are
 # XML-escaped, and the result is parsed back with plistlib so a broken plist is never
 # installed.
 fill() {
-    "${python}" - "$1" "$2" "${repo}" "${python}" "${interval}" <<'PY'
+    "${python}" - "$1" "$2" "${repo}" "${python}" "${interval}" "${camera}" "${config}" "${port}" <<'PY'
 import os
 import plistlib
 import re
 import sys
 from xml.sax.saxutils import escape
 
-src, out, repo, python, interval = sys.argv[1:]
+src, out, repo, python, interval, camera, config, port = sys.argv[1:]
 text = open(src, encoding="utf-8").read()
 text = text.replace("@REPO@", escape(repo)).replace("@PYTHON@", escape(python))
+text = text.replace("127.0.0.1:5555", f"127.0.0.1:{port}")
+if camera:  # this camera's own labels and logs, and its own settings file
+    text = re.sub(r"com\.bilbo\.(monitor|dashboard)\b", rf"com.bilbo.\1.{camera}", text)
+    text = re.sub(r"data/logs/(monitor|dashboard)", rf"data/logs/\1-{camera}", text)
+    arguments = f"<string>--config</string>\n        <string>{escape(config)}</string>\n    </array>"
+    text = text.replace("</array>", arguments, 1)
 text = re.sub(
     r"(<key>StartInterval</key>\s*<integer>)\d+(</integer>)",
     lambda m: f"{m.group(1)}{int(interval) * 60}{m.group(2)}",
@@ -108,9 +134,11 @@ PY
 }
 
 uid="$(id -u)"
-for label in com.bilbo.monitor com.bilbo.dashboard; do
+suffix="${camera:+.${camera}}"
+for template in com.bilbo.monitor com.bilbo.dashboard; do
+    label="${template}${suffix}"
     plist="${dest}/${label}.plist"
-    fill "${here}/${label}.plist" "${plist}"
+    fill "${here}/${template}.plist" "${plist}"
     echo "wrote ${plist}"
     if [ "${load}" -eq 1 ]; then
         # Unload the old copy first (fails harmlessly when it was not loaded).
@@ -129,17 +157,18 @@ done
 
 echo
 if [ "${load}" -eq 1 ]; then
-    echo "BILBO is installed: one tick every ${interval} min, dashboard on http://127.0.0.1:5555"
+    echo "BILBO${camera:+ (${camera})} is installed: one tick every ${interval} min, dashboard on http://127.0.0.1:${port}"
 else
     echo "Agents written but not loaded (--no-load). To load them:"
-    echo "  launchctl bootstrap gui/${uid} ${dest}/com.bilbo.monitor.plist"
-    echo "  launchctl bootstrap gui/${uid} ${dest}/com.bilbo.dashboard.plist"
+    echo "  launchctl bootstrap gui/${uid} ${dest}/com.bilbo.monitor${suffix}.plist"
+    echo "  launchctl bootstrap gui/${uid} ${dest}/com.bilbo.dashboard${suffix}.plist"
 fi
 
+log="monitor${camera:+-${camera}}"
 cat <<MSG
 
 Check on it:
-  launchctl print gui/${uid}/com.bilbo.monitor | grep -E 'state|last exit'
-  launchctl print gui/${uid}/com.bilbo.dashboard | grep -E 'state|last exit'
-  tail -n 50 "${repo}/data/logs/monitor.log" "${repo}/data/logs/monitor.err.log"
+  launchctl print gui/${uid}/com.bilbo.monitor${suffix} | grep -E 'state|last exit'
+  launchctl print gui/${uid}/com.bilbo.dashboard${suffix} | grep -E 'state|last exit'
+  tail -n 50 "${repo}/data/logs/${log}.log" "${repo}/data/logs/${log}.err.log"
 MSG

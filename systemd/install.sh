@@ -3,16 +3,18 @@
 #   bilbo-monitor.service + bilbo-monitor.timer   one monitoring tick every few minutes
 #   bilbo-dashboard.service                        the dashboard on http://127.0.0.1:5555
 #
-# Usage: systemd/install.sh [--dest DIR] [--no-enable] [--interval MINUTES]
+# Usage: systemd/install.sh [--dest DIR] [--no-enable] [--interval MINUTES] [--camera NAME [--config FILE]]
 #   --dest DIR          write the units there (default: ${XDG_CONFIG_HOME:-~/.config}/systemd/user)
 #   --no-enable         only write the files; do not reload or start anything
 #   --interval MINUTES  minutes between ticks (default 4)
+#   --camera NAME       one more camera (twins): units bilbo-monitor-NAME.* and bilbo-dashboard-NAME.service
+#   --config FILE       that camera's settings (default: .env.NAME in the checkout)
 #
 # Safe to run again: it overwrites the units with freshly filled copies.
 set -euo pipefail
 
 usage() {
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 die() {
@@ -27,6 +29,8 @@ python="${repo}/.venv/bin/python"
 dest="${XDG_CONFIG_HOME:-${HOME}/.config}/systemd/user"
 enable=1
 interval=4
+camera=""
+config=""
 
 while [ "$#" -gt 0 ]; do
     case "$1" in
@@ -52,6 +56,16 @@ while [ "$#" -gt 0 ]; do
             interval="${1#--interval=}"
             shift
             ;;
+        --camera)
+            [ "$#" -ge 2 ] || die "--camera needs a name"
+            camera="$2"
+            shift 2
+            ;;
+        --config)
+            [ "$#" -ge 2 ] || die "--config needs a settings file"
+            config="$2"
+            shift 2
+            ;;
         -h | --help)
             usage
             exit 0
@@ -71,6 +85,12 @@ if [ ! -x "${python}" ]; then
     die "no virtual environment at ${repo}/.venv: run make demo or make venv first"
 fi
 
+# One settings file per camera (twins): read it now, so its dashboard port is right and a bad value (or a second
+# camera on the first one's data dir or port) is refused here, not at 3 a.m.
+target="$("${python}" "${repo}/settings.py" --install-check "${camera}" "${config}")" || exit 1
+port="${target%%$'\t'*}"
+config="${target#*$'\t'}"
+
 case "${repo}" in
     *'"'* | *\\* | *$'\n'*) die "the checkout path must not contain quotes, backslashes or newlines: ${repo}" ;;
 esac
@@ -81,15 +101,20 @@ mkdir -p "${dest}"
 # or bash's ${var//}, it needs no escaping of '&', '|' or '/' in the paths. A '%' in a
 # path is doubled because systemd would read it as a specifier.
 fill() {
-    "${python}" - "$1" "$2" "${repo}" "${python}" "${interval}" <<'PY'
+    "${python}" - "$1" "$2" "${repo}" "${python}" "${interval}" "${camera}" "${config}" "${port}" <<'PY'
 import os
 import re
 import sys
 
-src, out, repo, python, interval = sys.argv[1:]
+src, out, repo, python, interval, camera, config, port = sys.argv[1:]
 text = open(src, encoding="utf-8").read()
 text = text.replace("@REPO@", repo.replace("%", "%%")).replace("@PYTHON@", python.replace("%", "%%"))
 text = re.sub(r"(?m)^OnUnitActiveSec=.*$", f"OnUnitActiveSec={interval}min", text)
+text = text.replace("127.0.0.1:5555", f"127.0.0.1:{port}")
+if camera:  # this camera's own unit names, and its own settings file
+    text = re.sub(r"bilbo-(monitor|dashboard)\b", rf"bilbo-\1-{camera}", text)
+    text = text.replace("systemd/install.sh", f"systemd/install.sh --camera {camera}")
+    text = re.sub(r'(?m)^(ExecStart=.*)$', lambda m: f'{m.group(1)} --config "{config.replace("%", "%%")}"', text)
 leftover = re.findall(r"@[A-Z]+@", text)
 if leftover:
     sys.exit(f"unfilled placeholders in {src}: {sorted(set(leftover))}")
@@ -100,33 +125,37 @@ os.replace(tmp, out)
 PY
 }
 
-units=(bilbo-monitor.service bilbo-monitor.timer bilbo-dashboard.service)
-for unit in "${units[@]}"; do
-    fill "${here}/${unit}" "${dest}/${unit}"
-    echo "wrote ${dest}/${unit}"
+suffix="${camera:+-${camera}}"
+monitor="bilbo-monitor${suffix}"
+dashboard="bilbo-dashboard${suffix}"
+for unit in bilbo-monitor.service bilbo-monitor.timer bilbo-dashboard.service; do
+    installed="${unit/bilbo-monitor/${monitor}}"
+    installed="${installed/bilbo-dashboard/${dashboard}}"
+    fill "${here}/${unit}" "${dest}/${installed}"
+    echo "wrote ${dest}/${installed}"
 done
 
 if [ "${enable}" -eq 1 ]; then
     systemctl --user daemon-reload
-    systemctl --user enable --now bilbo-monitor.timer bilbo-dashboard.service
+    systemctl --user enable --now "${monitor}.timer" "${dashboard}.service"
     # Pick up a changed interval or paths if the units were already running.
-    systemctl --user restart bilbo-monitor.timer bilbo-dashboard.service
+    systemctl --user restart "${monitor}.timer" "${dashboard}.service"
     echo
-    echo "BILBO is installed: one tick every ${interval} min, dashboard on http://127.0.0.1:5555"
+    echo "BILBO${camera:+ (${camera})} is installed: one tick every ${interval} min, dashboard on http://127.0.0.1:${port}"
 else
     echo
     echo "Units written but not enabled (--no-enable). To enable them:"
     echo "  systemctl --user daemon-reload"
-    echo "  systemctl --user enable --now bilbo-monitor.timer bilbo-dashboard.service"
+    echo "  systemctl --user enable --now ${monitor}.timer ${dashboard}.service"
 fi
 
 cat <<MSG
 
 Check on it:
-  systemctl --user list-timers bilbo-monitor.timer     # when is the next tick?
-  systemctl --user status bilbo-dashboard.service
-  journalctl --user -u bilbo-monitor -n 50             # what the last ticks said
-  journalctl --user -u bilbo-dashboard -f              # dashboard log, live
+  systemctl --user list-timers ${monitor}.timer     # when is the next tick?
+  systemctl --user status ${dashboard}.service
+  journalctl --user -u ${monitor} -n 50             # what the last ticks said
+  journalctl --user -u ${dashboard} -f              # dashboard log, live
 
 User units stop when you log out. To keep BILBO running with nobody logged in
 (and start it at boot), run once:

@@ -226,6 +226,19 @@ def test_backup_lines_waiting_to_be_written_are_shown_in_the_banner_until_a_tick
     assert [r for _, r, _ in jsonl.read_records(settings.jsonl_path)] == [jsonl.tick_record(row)]
 
 
+def test_a_named_cameras_dashboard_says_whose_it_is(tmp_path):
+    settings = dashboard_settings(tmp_path, camera_name="Ada")
+    with serving(settings) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 800})
+            page.goto(base + "/")
+            expect(page.locator("#title")).to_have_text("BILBO — Ada")
+            expect(page).to_have_title("BILBO — Ada")
+        finally:
+            browser.close()
+
+
 def test_the_nights_sleep_log_downloads_from_the_page_and_matches_its_summary(browser_page):
     page, base, _, errors = browser_page
     page.goto(base + "/")

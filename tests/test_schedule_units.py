@@ -209,6 +209,45 @@ def test_installers_reject_a_bad_interval(tmp_path, script, interval):
     assert not (tmp_path / "dest").exists()
 
 
+def twin_config(tmp_path: Path, port: int = 5556, data_dir: Path | None = None, file: str = ".env.ada") -> Path:
+    """A second camera's settings file, as README's "Twins" section writes it."""
+    config = tmp_path / file
+    config.write_text(f"CAMERA_URL=sample\nCAMERA_NAME=Ada\nDATA_DIR={data_dir or tmp_path / 'data-ada'}\n"
+                      f"DASHBOARD_PORT={port}\n")  # fmt: skip
+    return config
+
+
+def test_a_second_camera_gets_its_own_units_beside_the_first_and_all_verify(tmp_path, systemd_analyze):
+    dest = install_systemd(tmp_path / "units")
+    config = twin_config(tmp_path)
+    install_systemd(dest, "--camera", "ada", "--config", str(config))
+    named = ("bilbo-monitor-ada.service", "bilbo-monitor-ada.timer", "bilbo-dashboard-ada.service")
+    assert sorted(p.name for p in dest.iterdir()) == sorted([*UNITS, *named])
+    monitor = unit_settings(dest / "bilbo-monitor-ada.service")
+    assert one(monitor, "Service", "ExecStart").endswith(f'monitor.py" --once --config "{config}"')
+    assert one(monitor, "Service", "SyslogIdentifier") == "bilbo-monitor-ada"
+    assert one(unit_settings(dest / "bilbo-monitor-ada.timer"), "Timer", "Unit") == "bilbo-monitor-ada.service"
+    dashboard = unit_settings(dest / "bilbo-dashboard-ada.service")
+    assert one(dashboard, "Service", "ExecStart").endswith(f'-m dashboard --config "{config}"')
+    assert one(dashboard, "Unit", "Description") == "BILBO baby monitor: dashboard (http://127.0.0.1:5556)"
+    assert one(unit_settings(dest / "bilbo-monitor.timer"), "Timer", "Unit") == "bilbo-monitor.service"  # untouched
+    rc, problems, stderr = verify(systemd_analyze, sorted(dest.iterdir()), tmp_path / "runtime")
+    assert (rc, problems) == (0, []), stderr
+
+
+@pytest.mark.parametrize("script", [SYSTEMD_INSTALL, LAUNCHD_INSTALL], ids=["systemd", "launchd"])
+def test_installers_refuse_a_second_camera_on_the_first_ones_data_or_port(tmp_path, script):
+    flag = "--no-enable" if script == SYSTEMD_INSTALL else "--no-load"
+    for config, said in (
+        (twin_config(tmp_path, port=5555, file="same-port.env"), "DASHBOARD_PORT"),
+        (twin_config(tmp_path, data_dir=REPO / "data", file="same-data.env"), "DATA_DIR"),
+        (tmp_path / "missing.env", "no settings file"),
+    ):
+        proc = run(["bash", script, "--dest", tmp_path / "dest", flag, "--camera", "ada", "--config", config])
+        assert proc.returncode != 0 and said in proc.stderr, proc.stderr
+        assert not (tmp_path / "dest").exists()
+
+
 # --- launchd ---------------------------------------------------------------------------
 
 
@@ -265,3 +304,16 @@ def test_install_scripts_are_executable_and_strict():
     for script in (SYSTEMD_INSTALL, LAUNCHD_INSTALL):
         assert script.stat().st_mode & stat.S_IXUSR, f"{script} is not executable"
         assert "set -euo pipefail" in script.read_text()
+
+
+def test_launchd_install_for_a_second_camera_writes_its_own_agents_and_logs(tmp_path):
+    config = twin_config(tmp_path)
+    dest = install_launchd(tmp_path / "agents", "--camera", "ada", "--config", str(config))
+    assert sorted(p.name for p in dest.iterdir()) == ["com.bilbo.dashboard.ada.plist", "com.bilbo.monitor.ada.plist"]
+    monitor = load_plist(dest / "com.bilbo.monitor.ada.plist")
+    assert monitor["Label"] == "com.bilbo.monitor.ada"
+    assert monitor["ProgramArguments"] == [str(PYTHON), f"{REPO}/monitor.py", "--once", "--config", str(config)]
+    assert Path(monitor["StandardErrorPath"]).name == "monitor-ada.err.log"
+    dashboard = load_plist(dest / "com.bilbo.dashboard.ada.plist")
+    assert dashboard["ProgramArguments"] == [str(PYTHON), "-m", "dashboard", "--config", str(config)]
+    assert "http://127.0.0.1:5556" in (dest / "com.bilbo.dashboard.ada.plist").read_text()
