@@ -92,7 +92,36 @@ def grab(source: str, *, at: datetime, timeout_s: float, ffmpeg_path: str = "", 
     """One frame from `source`: `rtsp://…`/`rtsps://…`, `sample`, an image file, or a snapshot folder.
 
     With `audio_s` > 0 an RTSP camera also gives that many seconds of its audio track, in the same ffmpeg
-    call; the other sources have no audio (`audio` stays None)."""
+    call; the other sources have no audio (`audio` stays None). A frame that shows nothing is a CaptureError
+    (`blank_frame`): the baby is as unwatched as with the camera unplugged, and the camera-down alert must say so."""
+    frame = _grab(source, at=at, timeout_s=timeout_s, ffmpeg_path=ffmpeg_path, audio_s=audio_s)
+    if reason := blank_frame(frame.image):
+        raise CaptureError(f"{frame.source} sent a frame that shows nothing: {reason}")
+    return frame
+
+
+# A real scene spans 70+ grey levels between its 1st and 99th percentile (the sample camera's darkest infrared frame:
+# 73); a covered lens, infrared off in a dark room or a grey/green decoding glitch spans a few.
+BLANK_SPREAD = 8
+BLANK_THUMBNAIL = (64, 36)  # averaging over ~10x10 pixel blocks first, so sensor noise does not count as a scene
+
+
+def blank_frame(image: np.ndarray) -> str | None:
+    """Why the frame shows nothing (all black, all white, one flat colour), or None when it shows a scene."""
+    gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    thumb = cv2.resize(gray, BLANK_THUMBNAIL, interpolation=cv2.INTER_AREA)
+    low, high = np.percentile(thumb, (1, 99))
+    if high - low >= BLANK_SPREAD:
+        return None
+    mean = float(thumb.mean())
+    if mean < 24:
+        return f"all black (mean level {mean:.0f} of 255): is the lens covered, or the infrared light off in the dark?"
+    if mean > 232:
+        return f"all white (mean level {mean:.0f} of 255): is the camera dazzled by a light?"
+    return f"one flat colour (mean level {mean:.0f} of 255): a covered lens or a camera sending a broken picture"
+
+
+def _grab(source: str, *, at: datetime, timeout_s: float, ffmpeg_path: str, audio_s: float) -> CapturedFrame:
     if source.lower().startswith(("rtsp://", "rtsps://")):
         return _from_rtsp(source, timeout_s, ffmpeg_path, audio_s)
     if source == "sample":

@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from alerts.rules import MAX_REASON_CHARS, camera_back_alert, camera_down_alert
@@ -401,3 +402,17 @@ def test_status_reports_the_current_outage_until_a_frame_arrives(tmp_path):
         with Store.open(settings.db_path) as store:
             store.insert_tick(tick_row(ts("03:18")))
         assert call("GET", base + "/api/status")[1]["camera"]["down"] is False
+
+
+def test_a_covered_lens_alerts_like_an_unplugged_camera_and_says_what_the_camera_shows(tmp_path):
+    camera = tmp_path / "camera.jpg"  # a snapshot camera whose lens a toddler covered: black frames
+    cv2.imwrite(str(camera), np.zeros((360, 640, 3), np.uint8))
+    for hhmm in ("03:10", "03:14"):
+        failed_tick(tmp_path / "data", str(camera), hhmm)
+    stderr = failed_tick(tmp_path / "data", str(camera), "03:18")
+    [alert] = camera_alerts(tmp_path / "data")
+    assert alert.caption.startswith("Camera unreachable since 03:10 (3 ticks without a frame)")
+    assert "sent a frame that shows nothing: all black" in alert.caption and "lens covered" in alert.caption
+    assert "alert (no Telegram configured): Camera unreachable since 03:10" in stderr
+    with Store.open(tmp_path / "data" / "bilbo.sqlite3") as store:
+        assert store.count_ticks() == 0  # no black frame reached the models or the timeline as "absent"

@@ -268,3 +268,48 @@ def test_sample_source():
     assert frame.image.shape == expected.shape
     decoded = cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), cv2.IMREAD_COLOR)
     assert mean_abs_diff(decoded, expected) < 3.0
+
+
+# --- a frame that shows nothing ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("picture", "said"),
+    [
+        (np.zeros((240, 320, 3), np.uint8), "all black"),
+        (np.full((240, 320, 3), 250, np.uint8), "all white"),
+        (np.full((240, 320, 3), (90, 160, 20), np.uint8), "one flat colour"),  # a green decoding glitch
+        (  # a covered lens in the dark: black with sensor noise, which is not a scene
+            np.clip(np.random.default_rng(0).normal(6, 4, (240, 320, 3)), 0, 255).astype(np.uint8),
+            "all black",
+        ),
+    ],
+    ids=["black", "white", "flat-green", "dark-noise"],
+)
+def test_a_frame_that_shows_nothing_is_a_capture_error_saying_what_it_shows(tmp_path, picture, said):
+    path = tmp_path / "snap.png"  # lossless, so the picture is exactly what the tick decodes
+    assert cv2.imwrite(str(path), picture)
+    with pytest.raises(CaptureError, match=f"sent a frame that shows nothing: {said}"):
+        grab(str(path), at=AT, timeout_s=1)
+
+
+def test_every_sample_frame_of_a_day_and_night_is_a_scene():
+    """The darkest infrared frame must be far from the blank limit, or a real night would read as a blind camera."""
+    from datetime import timedelta
+
+    from capture.sample_camera import frame_at
+    from capture.sources import BLANK_SPREAD, BLANK_THUMBNAIL, blank_frame
+
+    spreads = []
+    for minutes in range(0, 24 * 60, 20):
+        image, _ = frame_at(datetime(2026, 11, 21) + timedelta(minutes=minutes))
+        assert blank_frame(image) is None
+        thumb = cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), BLANK_THUMBNAIL, interpolation=cv2.INTER_AREA)
+        spreads.append(float(np.subtract(*np.percentile(thumb, (99, 1)))))
+    assert min(spreads) > 5 * BLANK_SPREAD
+
+
+def test_a_real_camera_streaming_black_is_a_capture_error(rtsp_server, tmp_path):
+    url = rtsp_server(write_jpeg(tmp_path / "black.jpg", np.zeros((240, 320, 3), np.uint8)), audio=False)
+    with pytest.raises(CaptureError, match=r"rtsp://127\.0\.0\.1:\d+/cam sent a frame that shows nothing: all black"):
+        grab(url, at=AT, timeout_s=10)
