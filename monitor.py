@@ -49,6 +49,10 @@ log = logging.getLogger("bilbo.tick")
 
 # A frame that stays "unchanged" this long is classified anyway, so a stale result never lingers.
 MAX_UNCHANGED_S = 1800
+# A live camera's sensor noise moves some 16x16 block's mean by 0.4+ grey levels between any two frames (a still
+# baby scores 0.8-1.7); a picture that moves by less than FROZEN_DIFF for FROZEN_AFTER_S is a frozen stream.
+FROZEN_DIFF = 0.05
+FROZEN_AFTER_S = 15 * 60
 NIGHT_START, NIGHT_END = "18:30", "07:30"
 
 
@@ -139,12 +143,27 @@ def bassinet_crop(settings: Settings, source: str | None = None) -> tuple[int, i
     return settings.bassinet_crop
 
 
+def check_not_frozen(frame: CapturedFrame, score: float | None, store: Store, now: float) -> None:
+    """Raise CaptureError when a camera's picture has not moved for FROZEN_AFTER_S: some cameras keep streaming
+    their last image when their sensor or encoder hangs, and the monitor would report a sleeping baby for ever. Only
+    for RTSP cameras: a JPEG file (the demo, a test) is still by design."""
+    if score is None or score >= FROZEN_DIFF or not frame.source.lower().startswith(("rtsp://", "rtsps://")):
+        return
+    since = store.last_moving_ts(FROZEN_DIFF)
+    if since is not None and now - since >= FROZEN_AFTER_S:
+        raise CaptureError(
+            f"the picture from camera {frame.source} has not changed since "
+            f"{datetime.fromtimestamp(since).strftime('%H:%M')}: its stream looks frozen (restart the camera)"
+        )
+
+
 def classify(settings: Settings, frame: CapturedFrame, store: Store, at: datetime, models: LazyCascade) -> TickRow:
     """Build the tick's row: reuse the last result when the frame is unchanged, else run the cascade."""
     started = time.perf_counter()
     reference = _read_reference(settings, store)
     crop = bassinet_crop(settings)
     score = None if reference is None else diff_score(reference, frame.image, crop)
+    check_not_frozen(frame, score, store, at.timestamp())
     previous = store.last_classified()
     unchanged = (
         score is not None

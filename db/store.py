@@ -434,6 +434,13 @@ class Store:
                 _import_alert(conn, alert)
             conn.execute("DELETE FROM capture_failures WHERE ts <= ?", (row.ts,))
 
+    def last_moving_ts(self, still_below: float) -> float | None:
+        """When the newest tick whose picture moved (diff_score >= still_below, or no reference) was taken."""
+        r = self._conn.execute(
+            "SELECT max(ts) FROM ticks WHERE diff_score IS NULL OR diff_score >= ?", (still_below,)
+        ).fetchone()
+        return r[0]
+
     def tick(self, tick_id: int) -> TickRow | None:
         r = self._conn.execute(f"SELECT id, {_TICK_COLUMNS} FROM ticks WHERE id = ?", (tick_id,)).fetchone()
         return _tick_from_sql(r) if r else None

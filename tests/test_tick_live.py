@@ -7,6 +7,7 @@ from datetime import datetime
 import cv2
 
 from capture.sample_camera import BASSINET_CROP, frame_at
+from db.store import Store
 from tests.conftest import free_port
 from tests.tick_runner import frame_files, rows, run_tick, sample_tick
 
@@ -83,3 +84,25 @@ def test_wake_alert_reaches_telegram_and_survives_an_outage(tmp_path, bot_api):
     assert "waking" in sent.caption and "02:04" in sent.caption
     assert sent.photo == (tmp_path / wake_row.jpeg_path).read_bytes()
     assert len(frame_files(tmp_path)) == 3
+
+
+def test_a_frozen_camera_stream_fails_the_tick_after_15_minutes_and_raises_the_camera_alert(tmp_path, rtsp_server):
+    """GStreamer serving one still JPEG is exactly a camera whose picture froze while its stream stays up."""
+    served = tmp_path / "served.jpg"
+    cv2.imwrite(str(served), frame_at(datetime(2026, 11, 21, 3, 0))[0])
+    url = rtsp_server(served, audio=False)
+    data = tmp_path / "data"
+    env = {"BILBO_CAMERA_URL": url, "BILBO_BASSINET_CROP": CROP, "BILBO_CAMERA_DOWN_TICKS": "2"}
+    for hhmm in ("03:00", "03:04", "03:08", "03:12"):  # 12 minutes of a still picture: not yet frozen
+        result = run_tick(data, "--once", "--at", f"2026-11-21T{hhmm}:00", **env)
+        assert result.returncode == 0, result.stderr
+    assert [r.diff_score for r in rows(data)][1:] == [0.0, 0.0, 0.0]  # not one grey level moved
+    frozen = run_tick(data, "--once", "--at", "2026-11-21T03:16:00", **env)
+    assert frozen.returncode == 1
+    assert "has not changed since 03:00: its stream looks frozen (restart the camera)" in frozen.stderr
+    alerted = run_tick(data, "--once", "--at", "2026-11-21T03:20:00", **env)
+    assert "alert (no Telegram configured): Camera unreachable since 03:16" in alerted.stderr
+    assert "looks frozen" in alerted.stderr
+    assert len(rows(data)) == 4  # the frozen picture is not stored as a sleeping baby
+    with Store.open(data / "bilbo.sqlite3") as store:
+        assert store.camera_outage().failures == 2
