@@ -6,6 +6,7 @@ JPEG bytes, or raises CaptureError with one clear line; nothing raises from deep
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +19,7 @@ from capture.ffmpeg import AUDIO_RATE, CaptureError, find_ffmpeg, grab_rtsp, is_
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 FOLDER_SUFFIXES = (".jpg", ".jpeg")  # cameras that upload snapshots by FTP drop JPEGs
+STALE_SNAPSHOT_S = 15 * 60  # a camera uploading every few minutes has stopped when its newest JPEG is this old
 SAMPLE_JPEG_QUALITY = 90
 
 
@@ -64,13 +66,22 @@ def _from_sample(at: datetime) -> CapturedFrame:
 
 
 def _newest_image(folder: Path) -> Path:
+    """The newest JPEG a camera uploaded; one older than STALE_SNAPSHOT_S means the uploads stopped (a CaptureError,
+    so it counts towards the camera-down alert instead of the old picture being classified again and again)."""
     try:
         candidates = [p for p in folder.iterdir() if p.suffix.lower() in FOLDER_SUFFIXES and p.is_file()]
     except OSError as exc:
         raise CaptureError(f"cannot list the snapshot folder {folder}: {exc.strerror}") from exc
     if not candidates:
         raise CaptureError(f"the snapshot folder {folder} holds no JPEG")
-    return max(candidates, key=lambda p: (p.stat().st_mtime_ns, p.name))
+    newest = max(candidates, key=lambda p: (p.stat().st_mtime_ns, p.name))
+    age_s = time.time() - newest.stat().st_mtime  # the file's real age: uploads happen in real time
+    if age_s > STALE_SNAPSHOT_S:
+        raise CaptureError(
+            f"the newest snapshot in {folder} ({newest.name}) is {age_s / 60:.0f} min old: "
+            "has the camera stopped uploading?"
+        )
+    return newest
 
 
 def _from_file(path: Path) -> CapturedFrame:

@@ -313,3 +313,13 @@ def test_a_real_camera_streaming_black_is_a_capture_error(rtsp_server, tmp_path)
     url = rtsp_server(write_jpeg(tmp_path / "black.jpg", np.zeros((240, 320, 3), np.uint8)), audio=False)
     with pytest.raises(CaptureError, match=r"rtsp://127\.0\.0\.1:\d+/cam sent a frame that shows nothing: all black"):
         grab(url, at=AT, timeout_s=10)
+
+
+def test_a_snapshot_folder_whose_camera_stopped_uploading_is_a_capture_error(tmp_path):
+    path = write_jpeg(tmp_path / "snap-0210.jpg", scene())
+    twenty_minutes_ago = time.time() - 20 * 60
+    os.utime(path, (twenty_minutes_ago, twenty_minutes_ago))
+    with pytest.raises(CaptureError, match=r"snap-0210\.jpg\) is 20 min old: has the camera stopped uploading\?"):
+        grab(str(tmp_path), at=AT, timeout_s=1)
+    write_jpeg(tmp_path / "snap-0230.jpg", scene())  # the camera uploads again
+    assert grab(str(tmp_path), at=AT, timeout_s=1).source == str(tmp_path / "snap-0230.jpg")
