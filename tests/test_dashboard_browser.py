@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import Page, expect, sync_playwright
 
 import monitor
 from db.store import Store
@@ -47,6 +49,19 @@ def night_db(tmp_path_factory):
     failures = sum(monitor.run_once(settings, start + timedelta(minutes=4 * i), models) for i in range(46))
     assert failures == 0, "the tick failed on the sample camera: are the ONNX weights built (make weights)?"
     return settings
+
+
+@contextmanager
+def dashboard_page(settings) -> Iterator[Page]:
+    """The real app on its port and one headless Chromium page open at '/'."""
+    with serving(settings) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 800})
+            page.goto(base + "/")
+            yield page
+        finally:
+            browser.close()
 
 
 @pytest.fixture
@@ -159,16 +174,10 @@ def test_cry_markers_are_drawn_on_the_timeline_for_ticks_above_the_threshold(tmp
             row = tick_row(now - 240 * (len(probabilities) - i), None)
             audio = {} if p is None else {"cry_probability": p, "dbfs": -30.0, "audio_s": 5.0}
             store.insert_tick(row.__class__(**{**row.__dict__, **audio}))
-    with serving(settings) as base, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 800})
-            page.goto(base + "/")
-            expect(page.locator("svg [data-cry]")).to_have_count(2)
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "dashboard-cry.png"))
-        finally:
-            browser.close()
+    with dashboard_page(settings) as page:
+        expect(page.locator("svg [data-cry]")).to_have_count(2)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-cry.png"))
 
 
 def test_a_camera_outage_is_shown_in_the_red_banner_until_a_frame_arrives(tmp_path):
@@ -181,22 +190,16 @@ def test_a_camera_outage_is_shown_in_the_red_banner_until_a_frame_arrives(tmp_pa
         store.insert_tick(tick_row(now - 900, None))
         for k in (3, 2, 1):
             store.add_capture_failure(now - 240 * k, reason)
-    with serving(settings) as base, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 800})
-            page.goto(base + "/")
-            banner = page.locator("#stale")
-            expect(banner).to_be_visible()
-            expect(banner).to_contain_text("Camera unreachable since")
-            expect(banner).to_contain_text("(3 ticks without a frame)")
-            expect(banner).to_contain_text("refused the connection")
-            with Store.open(settings.db_path) as store:
-                store.insert_tick(tick_row(now, None))  # a frame again: the outage is over
-            page.evaluate("api('/api/status')")
-            expect(banner).to_be_hidden()
-        finally:
-            browser.close()
+    with dashboard_page(settings) as page:
+        banner = page.locator("#stale")
+        expect(banner).to_be_visible()
+        expect(banner).to_contain_text("Camera unreachable since")
+        expect(banner).to_contain_text("(3 ticks without a frame)")
+        expect(banner).to_contain_text("refused the connection")
+        with Store.open(settings.db_path) as store:
+            store.insert_tick(tick_row(now, None))  # a frame again: the outage is over
+        page.evaluate("api('/api/status')")
+        expect(banner).to_be_hidden()
 
 
 def test_backup_lines_waiting_to_be_written_are_shown_in_the_banner_until_a_tick_writes_them(tmp_path):
@@ -209,34 +212,22 @@ def test_backup_lines_waiting_to_be_written_are_shown_in_the_banner_until_a_tick
         row = store.tick(store.insert_tick(row))
         settings.jsonl_path.mkdir()  # a folder in the way, as a full disk would refuse the append
         assert jsonl.back_up(store, settings.jsonl_path, [jsonl.tick_record(row)])
-    with serving(settings) as base, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 800})
-            page.goto(base + "/")
-            banner = page.locator("#stale")
-            expect(banner).to_contain_text("Backup lines are waiting to be written (1 for ticks.jsonl)")
-            settings.jsonl_path.rmdir()
-            with Store.open(settings.db_path) as store:
-                assert jsonl.back_up(store, settings.jsonl_path, []) is None  # what the next tick's append does
-            page.evaluate("api('/api/status')")
-            expect(banner).to_be_hidden()
-        finally:
-            browser.close()
+    with dashboard_page(settings) as page:
+        banner = page.locator("#stale")
+        expect(banner).to_contain_text("Backup lines are waiting to be written (1 for ticks.jsonl)")
+        settings.jsonl_path.rmdir()
+        with Store.open(settings.db_path) as store:
+            assert jsonl.back_up(store, settings.jsonl_path, []) is None  # what the next tick's append does
+        page.evaluate("api('/api/status')")
+        expect(banner).to_be_hidden()
     assert [r for _, r, _ in jsonl.read_records(settings.jsonl_path)] == [jsonl.tick_record(row)]
 
 
 def test_a_named_cameras_dashboard_says_whose_it_is(tmp_path):
     settings = dashboard_settings(tmp_path, camera_name="Ada")
-    with serving(settings) as base, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 800})
-            page.goto(base + "/")
-            expect(page.locator("#title")).to_have_text("BILBO — Ada")
-            expect(page).to_have_title("BILBO — Ada")
-        finally:
-            browser.close()
+    with dashboard_page(settings) as page:
+        expect(page.locator("#title")).to_have_text("BILBO — Ada")
+        expect(page).to_have_title("BILBO — Ada")
 
 
 def test_the_nights_sleep_log_downloads_from_the_page_and_matches_its_summary(browser_page):
