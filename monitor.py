@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 import retention
+import setup_check
 from alerts.mqtt import publish_state
 from alerts.notifiers import notifier_from_settings
 from alerts.outbox import deliver_pending
@@ -436,6 +437,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--once", action="store_true", help="run one tick and exit")
     what.add_argument(
+        "--check", action="store_true", help="check every part once (camera, models, database, alerts); store nothing"
+    )
+    what.add_argument(
         "--night", type=_night_date, metavar="YYYY-MM-DD|last", help="simulate a whole night on the sample camera"
     )
     parser.add_argument("--source", help="override CAMERA_URL: rtsp://..., a JPEG file or folder, or 'sample'")
@@ -455,6 +459,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s", datefmt="%Y-%m-%d %H:%M:%S"
     )
+    if args.check:
+        lines = setup_check.check(settings, bassinet_crop)
+        print(setup_check.report(settings, lines))
+        return 1 if any(line.status == "FAIL" for line in lines) else 0
     try:
         settings.frames_dir.mkdir(parents=True, exist_ok=True)
         lock = TickLock(settings.lock_path)

@@ -7,12 +7,14 @@ alert is only written to the log.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from db.store import Alert
 
 log = logging.getLogger("bilbo.alerts")
+T = TypeVar("T")
 
 
 class NotifyError(RuntimeError):
@@ -70,6 +72,14 @@ class TelegramNotifier(Notifier):
         return f"TelegramNotifier(chat_id={self.chat_id!r}, base_url={self.base_url!r})"
 
     def send(self, alert: Alert, photo: bytes | None) -> None:
+        self._run(self._send, alert, photo)
+
+    def check(self) -> str:
+        """The bot's @username, asked with getMe: proves the token and the endpoint without sending anything."""
+        return self._run(self._whoami)
+
+    def _run(self, call: Callable[..., Coroutine[Any, Any, T]], *args: object) -> T:
+        """Run one Bot API exchange in its own event loop; every failure becomes one NotifyError line."""
         import asyncio  # imported here: a tick with nothing to send should not pay for asyncio
 
         import httpx
@@ -77,7 +87,7 @@ class TelegramNotifier(Notifier):
 
         try:
             with _token_redacted(self._token):
-                asyncio.run(self._send(alert, photo))
+                return asyncio.run(call(*args))
         except telegram.error.InvalidToken:
             raise NotifyError("Telegram rejected the bot token (check TELEGRAM_BOT_TOKEN)") from None
         except telegram.error.Forbidden as exc:
@@ -92,7 +102,7 @@ class TelegramNotifier(Notifier):
             reason = str(exc) or type(exc).__name__
             raise NotifyError(self._clean(f"Telegram unreachable: {reason}")) from None
 
-    async def _send(self, alert: Alert, photo: bytes | None) -> None:
+    def _bot(self):
         from telegram import Bot
         from telegram.request import HTTPXRequest
 
@@ -102,8 +112,14 @@ class TelegramNotifier(Notifier):
             "write_timeout": self.timeout_s,
             "media_write_timeout": self.timeout_s,
         }
-        bot = Bot(self._token, base_url=self.base_url, request=HTTPXRequest(**timeouts))
-        async with bot:  # initialize() calls getMe: checks the token before sending
+        return Bot(self._token, base_url=self.base_url, request=HTTPXRequest(**timeouts))
+
+    async def _whoami(self) -> str:
+        async with self._bot() as bot:  # initialize() calls getMe
+            return f"@{bot.username}"
+
+    async def _send(self, alert: Alert, photo: bytes | None) -> None:
+        async with self._bot() as bot:  # initialize() calls getMe: checks the token before sending
             if photo:
                 await bot.send_photo(chat_id=self.chat_id, photo=photo, caption=alert.caption)
             else:

@@ -1,0 +1,203 @@
+"""`python monitor.py --check`: is everything in place? One line per part, nothing stored, nothing sent.
+
+What a parent runs after editing `.env` (or at 3 a.m. when something seems off): it grabs one frame from the
+camera, runs the models on it, opens the database read-only, asks Telegram who the bot is (getMe: no message is
+sent), connects to the MQTT broker and disconnects, and says for each part `ok`, `warn`, `FAIL` or `off` (not
+configured) with the reason. Nothing is written to the database, no alert is queued, the fallback labeller and
+Baby Buddy are not called. Exit 0 when nothing failed, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from capture.ffmpeg import CaptureError, redact_url
+from capture.night import is_infrared
+from capture.sources import CapturedFrame, grab
+from models.cascade import Cascade, ModelError
+from models.cry import CryModel, CryModelError
+from settings import Settings
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Line:
+    status: str  # ok | warn | FAIL | off
+    part: str
+    text: str
+
+
+def check(settings: Settings, crop_of: Callable[[Settings], tuple[int, int, int, int] | None]) -> list[Line]:
+    """Every part, in the order a tick uses them; a part that cannot be checked says why (FAIL) and the rest go on.
+    `crop_of` is the tick's own bassinet crop (monitor.bassinet_crop), so the check uses what the tick would."""
+    lines = [_data_dir(settings), *_database(settings)]
+    frame, camera = _camera(settings)
+    lines.append(camera)
+    crop = crop_of(settings)
+    if frame is not None:
+        lines += [_crop(frame, crop), _models(settings, frame, crop)]
+        lines.append(_cry(settings, frame))
+    lines += [_telegram(settings), _mqtt(settings)]
+    lines.append(_opt_in("fallback labeller", settings.fallback_labeller_url, "FALLBACK_LABELLER_URL"))
+    lines.append(_opt_in("Baby Buddy", settings.babybuddy_url, "BABYBUDDY_URL"))
+    return lines
+
+
+def report(settings: Settings, lines: list[Line]) -> str:
+    name = f" for camera {settings.camera_name!r}" if settings.camera_name else ""
+    out = [f"BILBO setup check{name}"]
+    out += [f"  {line.status:<5} {line.part:<18} {line.text}" for line in lines]
+    failed = [line.part for line in lines if line.status == "FAIL"]
+    out.append(
+        f"{len(failed)} part(s) FAILED ({', '.join(failed)}): BILBO cannot watch properly until they are fixed."
+        if failed
+        else "Nothing failed: BILBO can watch."
+    )
+    return "\n".join(out)
+
+
+def _data_dir(settings: Settings) -> Line:
+    where = settings.data_dir
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=where, prefix=".check-"):
+            pass
+        free_mb = shutil.disk_usage(where).free / MB
+    except OSError as exc:
+        return Line("FAIL", "data dir", f"{where} is not writable: {exc.strerror or exc}")
+    text = f"{where}: writable, {free_mb:,.0f} MB free"
+    if settings.min_free_mb and free_mb < settings.min_free_mb:
+        return Line("warn", "data dir", f"{text}, below MIN_FREE_MB={settings.min_free_mb}: old frames will go")
+    return Line("ok", "data dir", text)
+
+
+def _database(settings: Settings) -> list[Line]:
+    """Opened read-only: the check must not create, migrate or lock the tick's database."""
+    path = settings.db_path
+    if not path.exists():
+        return [Line("ok", "database", f"{path}: not created yet (the first tick creates it)")]
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            count, newest = conn.execute("SELECT count(*), max(ts) FROM ticks").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return [Line("FAIL", "database", f"{path} cannot be read: {exc}")]
+    lines = [Line("ok", "database", f"{path}: {count} ticks (schema v{version})")]
+    if newest is None:
+        lines.append(Line("warn", "timer", "no tick recorded yet: is the schedule installed? (make install-schedule)"))
+        return lines
+    age_min = (time.time() - newest) / 60
+    if age_min * 60 > 2 * settings.tick_interval_s:
+        text = f"newest tick is {age_min:,.0f} min old: is the schedule installed and running? (make install-schedule)"
+        lines.append(Line("warn", "timer", text))
+    else:
+        lines.append(Line("ok", "timer", f"newest tick {age_min:.0f} min ago (one every {settings.tick_interval_s} s)"))
+    return lines
+
+
+def _camera(settings: Settings) -> tuple[CapturedFrame | None, Line]:
+    started = time.perf_counter()
+    try:
+        frame = grab(
+            settings.camera_url,
+            at=datetime.now().astimezone(),
+            timeout_s=settings.capture_timeout_s,
+            ffmpeg_path=settings.ffmpeg_path,
+            audio_s=settings.audio_seconds,
+        )
+    except CaptureError as exc:
+        return None, Line("FAIL", "camera", str(exc))
+    seconds = time.perf_counter() - started
+    height, width = frame.image.shape[:2]
+    mode = "infrared night" if is_infrared(frame.image) else "colour day"
+    sound = "no audio"
+    if frame.audio is not None:
+        sound = f"{frame.audio.seconds:.1f} s of audio at {frame.audio.dbfs:.0f} dBFS"
+    return frame, Line("ok", "camera", f"{frame.source}: {width}x{height} frame in {seconds:.1f} s, {mode}, {sound}")
+
+
+def _crop(frame: CapturedFrame, crop: tuple[int, int, int, int] | None) -> Line:
+    height, width = frame.image.shape[:2]
+    if crop is None:
+        return Line("ok", "bassinet crop", f"none: the whole {width}x{height} frame is the bassinet")
+    x1, y1, x2, y2 = crop
+    text = f"{x1},{y1},{x2},{y2} in the {width}x{height} frame"
+    if not (0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height):
+        return Line("FAIL", "bassinet crop", f"BASSINET_CROP {text} reaches outside it: measure it on this frame")
+    return Line("ok", "bassinet crop", text)
+
+
+def _models(settings: Settings, frame: CapturedFrame, crop: tuple[int, int, int, int] | None) -> Line:
+    try:
+        cascade = Cascade.load(
+            settings.models_dir,
+            presence_threshold=settings.presence_threshold,
+            face_threshold=settings.face_threshold,
+            eye_threshold=settings.eye_threshold,
+        )
+        result = cascade.run(frame.image, crop)
+    except ModelError as exc:
+        return Line("FAIL", "models", str(exc))
+    seen = [f"present {result.presence_conf:.2f}" if result.presence_label == "present" else "empty"]
+    if result.face_conf is not None:
+        seen.append(f"face {result.face_conf:.2f}")
+    if result.eyes_label:
+        seen.append(f"eyes {result.eyes_label} {result.eyes_conf:.2f}")
+    return Line("ok", "models", f"{result.model_version}: this frame reads {result.state} ({', '.join(seen)})")
+
+
+def _cry(settings: Settings, frame: CapturedFrame) -> Line:
+    if frame.audio is None or len(frame.audio.samples) == 0:
+        why = "AUDIO_SECONDS=0" if not settings.audio_seconds else "this camera sent no audio"
+        return Line("off", "cry model", f"no audio to listen to ({why})")
+    try:
+        model = CryModel.load(settings.models_dir, settings.cry_threshold)
+    except CryModelError as exc:
+        return Line("FAIL", "cry model", str(exc))
+    p = model.score(frame.audio.samples).cry_probability
+    return Line("ok", "cry model", f"{model.version}: this clip {p:.2f} (a cry from {model.threshold:.2f})")
+
+
+def _telegram(settings: Settings) -> Line:
+    from alerts.notifiers import NotifyError, TelegramNotifier
+
+    if not settings.telegram_bot_token:
+        return Line("off", "Telegram", "TELEGRAM_BOT_TOKEN not set: alerts go to the log only")
+    notifier = TelegramNotifier(
+        settings.telegram_bot_token, settings.telegram_chat_id, settings.telegram_base_url, timeout_s=10
+    )
+    try:
+        bot = notifier.check()
+    except NotifyError as exc:
+        return Line("FAIL", "Telegram", str(exc))
+    chat = settings.telegram_chat_id
+    return Line("ok", "Telegram", f"bot {bot} answers (nothing sent; chat {chat} is tried by the first alert)")
+
+
+def _mqtt(settings: Settings) -> Line:
+    if not settings.mqtt_host:
+        return Line("off", "MQTT", "MQTT_HOST not set")
+    from alerts.mqtt import MqttError, publish
+
+    where = f"{settings.mqtt_host}:{settings.mqtt_port}"
+    try:
+        publish(settings, [])  # connect, log in, disconnect: nothing is published
+    except MqttError as exc:
+        return Line("FAIL", "MQTT", f"{where}: {exc}")
+    return Line("ok", "MQTT", f"{where}: logged in (nothing published)")
+
+
+def _opt_in(part: str, url: str, key: str) -> Line:
+    if not url:
+        return Line("off", part, f"{key} not set")
+    return Line("ok", part, f"{redact_url(url)} configured (not called by the check)")
