@@ -439,6 +439,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     what.add_argument(
         "--check", action="store_true", help="check every part once (camera, models, database, alerts); store nothing"
     )
+    what.add_argument("--test-alert", action="store_true", help="send one test message through the alert channel")
     what.add_argument(
         "--night", type=_night_date, metavar="YYYY-MM-DD|last", help="simulate a whole night on the sample camera"
     )
@@ -463,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
         lines = setup_check.check(settings, bassinet_crop)
         print(setup_check.report(settings, lines))
         return 1 if any(line.status == "FAIL" for line in lines) else 0
+    if args.test_alert:
+        return setup_check.send_test_alert(settings)
     try:
         settings.frames_dir.mkdir(parents=True, exist_ok=True)
         lock = TickLock(settings.lock_path)

@@ -1,4 +1,5 @@
 """`python monitor.py --check`: is everything in place? One line per part, nothing stored, nothing sent.
+`python monitor.py --test-alert`: one test message through the alert channel, so the parent sees it arrive.
 
 What a parent runs after editing `.env` (or at 3 a.m. when something seems off): it grabs one frame from the
 camera, runs the models on it, opens the database read-only, asks Telegram who the bot is (getMe: no message is
@@ -201,3 +202,21 @@ def _opt_in(part: str, url: str, key: str) -> Line:
     if not url:
         return Line("off", part, f"{key} not set")
     return Line("ok", part, f"{redact_url(url)} configured (not called by the check)")
+
+
+def send_test_alert(settings: Settings) -> int:
+    """Send one test message through the configured channel (Telegram, else the log), outside the outbox: it is not
+    stored and not retried. Proves the chat id too, which `--check` cannot without sending."""
+    from alerts.notifiers import NotifyError, notifier_from_settings
+    from db.store import Alert
+
+    notifier = notifier_from_settings(settings)
+    name = f"{settings.camera_name}: " if settings.camera_name else ""
+    text = f"{name}BILBO test message: alerts from this monitor reach you here. Nothing is wrong."
+    try:
+        notifier.send(Alert(kind="test", caption=text, photo_path=None, created_ts=time.time()), None)
+    except NotifyError as exc:
+        print(f"test alert NOT sent via {notifier.name}: {exc}")
+        return 1
+    print(f"test alert sent via {notifier.name}" + ("" if notifier.name != "log" else " (no Telegram configured)"))
+    return 0

@@ -94,3 +94,22 @@ def test_a_database_locked_by_a_tick_is_still_read(tmp_path):
         writer.execute("ROLLBACK")
         writer.close()
     assert "1 ticks" in line_of(result, "database")
+
+
+def test_a_test_alert_reaches_the_chat_named_by_the_camera_and_is_not_stored(tmp_path, bot_api):
+    env = {
+        "BILBO_TELEGRAM_BOT_TOKEN": bot_api.token,
+        "BILBO_TELEGRAM_CHAT_ID": "4242",
+        "BILBO_TELEGRAM_BASE_URL": bot_api.base_url,
+        "BILBO_CAMERA_NAME": "Ada",
+    }
+    result = run_tick(tmp_path, "--test-alert", **env)
+    assert result.returncode == 0 and "test alert sent via telegram" in result.stdout
+    [sent] = bot_api.calls("sendMessage")
+    assert sent.chat_id == "4242" and sent.text.startswith("Ada: BILBO test message")
+    assert not (tmp_path / "bilbo.sqlite3").exists()  # not an alert of the night: nothing stored, nothing retried
+
+    bot_api.fail(400, "Bad Request: chat not found")  # a wrong TELEGRAM_CHAT_ID
+    result = run_tick(tmp_path, "--test-alert", **env)
+    assert result.returncode == 1
+    assert "test alert NOT sent via telegram" in result.stdout and "Chat not found" in result.stdout
