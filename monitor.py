@@ -237,7 +237,13 @@ def raised_alerts(settings: Settings, store: Store, row: TickRow, cry: LazyCryMo
         )
         alerts += [crying] if crying else []
     outage = store.camera_outage()  # the outage this tick's frame ends (failures 0: there was none)
-    back = camera_back_alert(failures=outage.failures, since_ts=outage.since_ts, alerted=outage.alerted, at_ts=row.ts)
+    back = camera_back_alert(
+        failures=outage.failures,
+        since_ts=outage.since_ts,
+        alerted=outage.alerted,
+        at_ts=row.ts,
+        camera=outage.camera,
+    )
     return [*combine(alerts), *([back] if back else [])]
 
 
@@ -292,18 +298,20 @@ def describe(row: TickRow) -> str:
     return f"{when} {mode}: {row.state} ({', '.join(parts)}){heard} [{row.duration_ms:.0f} ms]"
 
 
-def note_capture_failure(settings: Settings, store: Store, at: datetime, error: CaptureError) -> None:
-    """Record a tick that got no frame, and queue the outage's one "camera unreachable" alert when this failure
-    makes CAMERA_DOWN_TICKS in a row (`alerts.rules.camera_down_alert`); `deliver_alerts` then sends it.
+def note_capture_failure(settings: Settings, store: Store, at: datetime, error: Exception) -> None:
+    """Record a tick that failed, and queue the outage's one alert when this failure makes CAMERA_DOWN_TICKS in a
+    row (`alerts.rules.camera_down_alert`); `deliver_alerts` then sends it.
 
-    Every CaptureError counts, a corrupt or undecodable frame and a missing ffmpeg included, not only a refused,
-    hanging or password-rejecting camera: what matters to the parent is that no frame reached the models, and a
-    camera that keeps sending broken frames leaves the baby as unwatched as an unplugged one. One bad frame does
-    not alert (it takes N in a row). Failures that are not the camera's (missing weights, a locked database) are
-    not counted here. A failure to record (database locked, disk full) is one warning line, never a crash: the
+    Every CaptureError counts, a corrupt, blank or frozen frame and a missing ffmpeg included, not only a refused,
+    hanging or password-rejecting camera: what matters to the parent is that no frame reached the models. So do
+    BILBO's own failures (models that cannot load, a disk that cannot take the frame: ModelError, OSError), which
+    leave the baby just as unwatched; their alert says "BILBO cannot watch" instead of "Camera unreachable". One
+    failed tick does not alert (it takes N in a row). A database that cannot be written is not counted: it cannot
+    record anything. A failure to record (database locked, disk full) is one warning line, never a crash: the
     tick has already failed and logged why. So is a failure to append its JSONL backup line after the commit (the
     line then waits in the database for a later tick).
     """
+    camera = isinstance(error, CaptureError)
     ts = at.timestamp()
     reason = redact_text(str(error))  # capture/ already redacts; a second pass costs nothing
     try:
@@ -315,15 +323,16 @@ def note_capture_failure(settings: Settings, store: Store, at: datetime, error: 
             down_ticks=settings.camera_down_ticks,
             alerted=outage.alerted,
             at_ts=ts,
+            camera=camera,
         )
         with store.atomic():
-            failure = store.add_capture_failure(ts, reason, alert)
+            failure = store.add_capture_failure(ts, reason, alert, camera=camera)
             jsonl.queue(store, settings.jsonl_path, [jsonl.capture_failure_record(failure)])
     except StoreError as exc:
-        log.warning("capture failure not recorded (a camera-down alert may come a tick late): %s", exc)
+        log.warning("failed tick not recorded (a camera-down alert may come a tick late): %s", exc)
         return
     if problem := jsonl.write(store, settings.jsonl_path):
-        log.warning("capture failure recorded, but %s", problem)
+        log.warning("failed tick recorded, but %s", problem)
 
 
 def deliver_alerts(settings: Settings, store: Store, now: float) -> None:
@@ -355,12 +364,12 @@ def apply_retention(settings: Settings, store: Store, now: float) -> None:
 
 
 def store_tick(settings: Settings, store: Store, at: datetime, models: LazyCascade, cry: LazyCryModel | None) -> int:
-    """Run the tick and log its one line; 0 stored, 1 failed (a failed capture is recorded for camera health)."""
+    """Run the tick and log its one line; 0 stored, 1 failed (a failed tick is recorded: an outage alerts)."""
     try:
         row = tick(settings, store, at, models, cry)
     except (CaptureError, ModelError, StoreError, OSError) as exc:
         log.error("tick failed: %s", exc)
-        if isinstance(exc, CaptureError):  # no frame: part of a camera outage (models or DB failing are not)
+        if not isinstance(exc, StoreError):  # a database that cannot be written cannot record the failure either
             note_capture_failure(settings, store, at, exc)
         return 1
     log.info("tick %s", describe(row))

@@ -152,9 +152,11 @@ def combine(alerts: list[Alert]) -> list[Alert]:
 
 
 def camera_down_alert(
-    *, failures: int, since_ts: float, reason: str, down_ticks: int, alerted: bool, at_ts: float
+    *, failures: int, since_ts: float, reason: str, down_ticks: int, alerted: bool, at_ts: float, camera: bool = True
 ) -> Alert | None:
-    """A "camera unreachable" alert when `failures` ticks in a row (the one at `at_ts` included) got no frame.
+    """A "camera unreachable" alert when `failures` ticks in a row (the one at `at_ts` included) got no frame, or,
+    when the failure at `at_ts` is BILBO's own (`camera` False: models that cannot load, a disk that cannot take the
+    frame), a "BILBO cannot watch" alert: the baby is as unwatched either way.
 
     `since_ts` is the first failure of this outage, `reason` the newest failure's message, already redacted
     (capture/ffmpeg.py never puts a camera password in a CaptureError), `down_ticks` is CAMERA_DOWN_TICKS
@@ -171,14 +173,14 @@ def camera_down_alert(
     reason = " ".join(reason.split())
     if len(reason) > MAX_REASON_CHARS:
         reason = reason[: MAX_REASON_CHARS - 1] + "…"
-    caption = (
-        f"Camera unreachable since {clock(since_ts)} ({failures} ticks without a frame): {reason} "
-        "— BILBO is NOT watching."
-    )
+    what, ticks = ("Camera unreachable", "ticks without a frame") if camera else ("BILBO cannot watch", "failed ticks")
+    caption = f"{what} since {clock(since_ts)} ({failures} {ticks}): {reason} — BILBO is NOT watching."
     return Alert(kind=CAMERA, caption=caption, photo_path=None, created_ts=at_ts)
 
 
-def camera_back_alert(*, failures: int, since_ts: float | None, alerted: bool, at_ts: float) -> Alert | None:
+def camera_back_alert(
+    *, failures: int, since_ts: float | None, alerted: bool, at_ts: float, camera: bool = True
+) -> Alert | None:
     """A "camera back" alert for the tick at `at_ts` that got a frame again, if the outage it ends was alerted.
 
     `failures`, `since_ts` and `alerted` describe the outage just ended (`store.camera_outage()` read before the
@@ -187,6 +189,8 @@ def camera_back_alert(*, failures: int, since_ts: float | None, alerted: bool, a
     """
     if not alerted or failures <= 0:
         return None
-    down = f" It was down since {clock(since_ts)} ({failures} ticks without a frame)." if since_ts is not None else ""
-    caption = f"Camera back at {clock(at_ts)} — watching again.{down}"
+    ticks = "ticks without a frame" if camera else "failed ticks"
+    down = f" It was down since {clock(since_ts)} ({failures} {ticks})." if since_ts is not None else ""
+    back = "Camera back" if camera else "BILBO works again"
+    caption = f"{back} at {clock(at_ts)} — watching again.{down}"
     return Alert(kind=CAMERA, caption=caption, photo_path=None, created_ts=at_ts)

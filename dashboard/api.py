@@ -110,6 +110,7 @@ def camera_json(outage: CameraOutage) -> dict:
         "last_ts": outage.last_ts,
         "reason": outage.reason,
         "alerted": outage.alerted,
+        "camera": outage.camera,  # False: BILBO itself failed (models, disk), not the camera
     }
 
 

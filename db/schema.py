@@ -136,6 +136,11 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX backup_waiting_path ON backup_waiting (path, id);
     """,
+    # 8: an outage is any run of failed ticks, not only the camera's: models that cannot load or a disk that cannot
+    # take the frame leave the baby as unwatched. `camera` says which kind each failure was (captions, banner).
+    """
+    ALTER TABLE capture_failures ADD COLUMN camera INTEGER NOT NULL DEFAULT 1;  -- 1: no usable frame; 0: BILBO
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

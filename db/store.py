@@ -86,12 +86,13 @@ class Alert:
 
 @dataclass(frozen=True)
 class CaptureFailure:
-    """A tick whose capture failed (no row in `ticks`), and the "camera unreachable" alert it raised, if any."""
+    """A tick that failed (no row in `ticks`), and the "camera unreachable" / "BILBO cannot watch" alert it raised."""
 
     ts: float
-    reason: str  # the CaptureError message, credentials redacted
+    reason: str  # the error message, credentials redacted
     alert: Alert | None = None
     id: int | None = None
+    camera: bool = True  # the camera gave no usable frame; False: BILBO itself failed (models, disk)
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ class CameraOutage:
     last_ts: float | None  # the newest of them
     reason: str | None  # the newest failure's reason (credentials redacted)
     alerted: bool  # the "camera unreachable" alert of this outage is in the outbox
+    camera: bool = True  # every failure of it was the camera's (False: BILBO itself failed at least once)
 
 
 CORRECTION_FIELDS = ("presence", "eyes", "face_box", "reviewed")
@@ -581,8 +583,10 @@ class Store:
 
     # --- camera health (capture failures) ----------------------------------------------------
 
-    def add_capture_failure(self, ts: float, reason: str, alert: Alert | None = None) -> CaptureFailure:
-        """Record a tick whose capture failed, and the camera alert it raised (if any), in one transaction.
+    def add_capture_failure(
+        self, ts: float, reason: str, alert: Alert | None = None, *, camera: bool = True
+    ) -> CaptureFailure:
+        """Record a failed tick, and the outage alert it raised (if any), in one transaction.
 
         Returns it as stored, ids included: the JSONL backup line must name the ids the rebuild restores."""
         with self._write() as conn:
@@ -593,9 +597,11 @@ class Store:
                     (alert.created_ts, alert.kind, alert.caption, alert.photo_path),
                 ).lastrowid
             failure_id = conn.execute(
-                "INSERT INTO capture_failures (ts, reason, alert_id) VALUES (?, ?, ?)", (ts, reason, alert_id)
+                "INSERT INTO capture_failures (ts, reason, alert_id, camera) VALUES (?, ?, ?, ?)",
+                (ts, reason, alert_id, int(camera)),
             ).lastrowid
-        return CaptureFailure(ts, reason, None if alert is None else replace(alert, id=alert_id), failure_id)
+        stored_alert = None if alert is None else replace(alert, id=alert_id)
+        return CaptureFailure(ts, reason, stored_alert, failure_id, camera)
 
     def import_capture_failure(self, failure: CaptureFailure) -> None:
         """Insert a capture failure and its alert keeping their ids (rebuild from the JSONL backup). Importing one
@@ -604,8 +610,8 @@ class Store:
             if (alert := failure.alert) is not None:
                 _import_alert(conn, alert)
             conn.execute(
-                "INSERT OR REPLACE INTO capture_failures (id, ts, reason, alert_id) VALUES (?, ?, ?, ?)",
-                (failure.id, failure.ts, failure.reason, alert.id if alert else None),
+                "INSERT OR REPLACE INTO capture_failures (id, ts, reason, alert_id, camera) VALUES (?, ?, ?, ?, ?)",
+                (failure.id, failure.ts, failure.reason, alert.id if alert else None, int(failure.camera)),
             )
 
     def camera_outage(self) -> CameraOutage:
@@ -615,7 +621,7 @@ class Store:
         try:
             summary = self._conn.execute(
                 "SELECT count(*) AS failures, min(ts) AS since_ts, max(ts) AS last_ts, "
-                f"count(alert_id) AS alerts FROM capture_failures WHERE {_OUTAGE_SQL}"
+                f"count(alert_id) AS alerts, min(camera) AS camera FROM capture_failures WHERE {_OUTAGE_SQL}"
             ).fetchone()
             newest = self._conn.execute(
                 f"SELECT reason FROM capture_failures WHERE {_OUTAGE_SQL} ORDER BY ts DESC, id DESC LIMIT 1"
@@ -628,6 +634,7 @@ class Store:
             last_ts=summary["last_ts"],
             reason=newest["reason"] if newest else None,
             alerted=summary["alerts"] > 0,
+            camera=summary["camera"] != 0,  # NULL (no failure) counts as the camera's
         )
 
     # --- alerts ------------------------------------------------------------------------------

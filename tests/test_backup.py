@@ -205,7 +205,7 @@ def test_capture_failures_whose_backup_lines_cannot_be_written_wait_and_the_next
     backup.mkdir()  # a folder in the way: open() refuses it for every user, root included
     unplugged = str(tmp_path / "unplugged.jpg")
     [warning] = warnings(failed_tick(tmp_path, unplugged, "03:10"))
-    assert "capture failure recorded, but its JSONL backup line waits in the database for a later tick" in warning
+    assert "failed tick recorded, but its JSONL backup line waits in the database for a later tick" in warning
     assert "ticks.jsonl: Is a directory" in warning
     failed_tick(tmp_path, unplugged, "03:14")
     failed_tick(tmp_path, unplugged, "03:18")

@@ -361,7 +361,7 @@ def test_a_locked_database_while_the_camera_is_down_is_one_warning_and_the_alert
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
-    [warning] = [line for line in stderr.splitlines() if "capture failure not recorded" in line]
+    [warning] = [line for line in stderr.splitlines() if "failed tick not recorded" in line]
     assert "WARNING" in warning and ("locked" in warning or "busy" in warning)
 
     failed_tick(tmp_path, camera, "03:18")  # the 03:14 failure is lost: 2 recorded so far, no alert yet
@@ -384,6 +384,7 @@ def test_status_reports_the_current_outage_until_a_frame_arrives(tmp_path):
             "last_ts": None,
             "reason": None,
             "alerted": False,
+            "camera": True,
         }
         with Store.open(settings.db_path) as store:
             store.insert_tick(tick_row(ts("03:06")))
@@ -397,6 +398,7 @@ def test_status_reports_the_current_outage_until_a_frame_arrives(tmp_path):
             "last_ts": ts("03:14"),
             "reason": REFUSED,
             "alerted": False,
+            "camera": True,
         }
         assert status["newest_ts"] == ts("03:06")  # the data age keeps saying how old the last frame is
         with Store.open(settings.db_path) as store:
@@ -416,3 +418,30 @@ def test_a_covered_lens_alerts_like_an_unplugged_camera_and_says_what_the_camera
     assert "alert (no Telegram configured): Camera unreachable since 03:10" in stderr
     with Store.open(tmp_path / "data" / "bilbo.sqlite3") as store:
         assert store.count_ticks() == 0  # no black frame reached the models or the timeline as "absent"
+
+
+def test_models_that_cannot_load_alert_as_bilbo_cannot_watch_and_the_fix_as_working_again(tmp_path):
+    """A failed update left the weights missing: every tick fails, no camera is at fault, and the parent must know.
+    (An unchanged frame does not need the models; a tick over 30 minutes after the last classified one does.)"""
+    broken = {"BILBO_MODELS_DIR": str(tmp_path / "no-models")}
+    good_tick(tmp_path, "01:00")
+    for hhmm in ("02:00", "02:04"):
+        result = tick_at(tmp_path, "sample", hhmm, **broken)
+        assert result.returncode == 1 and "make weights" in result.stderr
+    result = tick_at(tmp_path, "sample", "02:08", **broken)
+    [alert] = camera_alerts(tmp_path)
+    assert alert.caption.startswith("BILBO cannot watch since 02:00 (3 failed ticks): model manifest")
+    assert "alert (no Telegram configured): BILBO cannot watch since 02:00" in result.stderr
+    with Store.open(tmp_path / "bilbo.sqlite3") as store:
+        outage = store.camera_outage()
+    assert (outage.failures, outage.camera, outage.alerted) == (3, False, True)
+
+    stderr = good_tick(tmp_path, "02:12")  # the weights are back
+    assert "BILBO works again at 02:12 — watching again. It was down since 02:00 (3 failed ticks)." in stderr
+
+
+def test_an_outage_of_the_camera_alone_still_reads_camera_back(tmp_path):
+    unplugged = str(tmp_path / "unplugged.jpg")
+    for hhmm in ("03:10", "03:14", "03:18"):
+        failed_tick(tmp_path, unplugged, hhmm)
+    assert "Camera back at 03:22" in good_tick(tmp_path, "03:22")

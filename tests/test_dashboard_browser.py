@@ -194,8 +194,13 @@ def test_a_camera_outage_is_shown_in_the_red_banner_until_a_frame_arrives(tmp_pa
         banner = page.locator("#stale")
         expect(banner).to_be_visible()
         expect(banner).to_contain_text("Camera unreachable since")
-        expect(banner).to_contain_text("(3 ticks without a frame)")
+        expect(banner).to_contain_text("(3 failed ticks)")
         expect(banner).to_contain_text("refused the connection")
+        with Store.open(settings.db_path) as store:  # then BILBO itself fails too: not only the camera's fault now
+            store.add_capture_failure(now - 10, "model manifest models/weights/manifest.json is missing", camera=False)
+        page.evaluate("api('/api/status')")
+        expect(banner).to_contain_text("BILBO cannot watch since")
+        expect(banner).to_contain_text("(4 failed ticks): model manifest")
         with Store.open(settings.db_path) as store:
             store.insert_tick(tick_row(now, None))  # a frame again: the outage is over
         page.evaluate("api('/api/status')")
