@@ -329,7 +329,7 @@ def note_capture_failure(settings: Settings, store: Store, at: datetime, error: 
             failure = store.add_capture_failure(ts, reason, alert, camera=camera)
             jsonl.queue(store, settings.jsonl_path, [jsonl.capture_failure_record(failure)])
     except StoreError as exc:
-        log.warning("failed tick not recorded (a camera-down alert may come a tick late): %s", exc)
+        log.warning("failed tick not recorded (an outage alert may come a tick late): %s", exc)
         return
     if problem := jsonl.write(store, settings.jsonl_path):
         log.warning("failed tick recorded, but %s", problem)

@@ -386,7 +386,8 @@ class Store:
             yield self._conn
             self._conn.execute("COMMIT")
         except BaseException as exc:
-            self._conn.execute("ROLLBACK")
+            if self._conn.in_transaction:  # a full disk makes SQLite roll back by itself, COMMIT included
+                self._conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
                 raise StoreError(f"database {self.path} write failed: {exc}; nothing written") from None
             raise
