@@ -338,15 +338,19 @@ def note_capture_failure(settings: Settings, store: Store, at: datetime, error: 
 def deliver_alerts(settings: Settings, store: Store, now: float) -> None:
     """Send what is in the outbox; runs after every tick, failed or not, so outages never drop alerts."""
     try:
-        notifier = notifier_from_settings(settings)
         delivery = deliver_pending(
-            store, notifier, settings.data_dir, now=now, log=log, camera_name=settings.camera_name
+            store,
+            notifier_from_settings(settings),
+            settings.data_dir,
+            now=now,
+            log=log,
+            camera_name=settings.camera_name,
+            on_sent=lambda alert: jsonl.queue(store, settings.jsonl_path, [jsonl.alert_sent_record(alert)]),
         )
     except StoreError as exc:
         log.error("alerts not delivered this tick (will retry): %s", exc)
         return
-    sent = [jsonl.alert_sent_record(alert) for alert in delivery.sent]
-    if sent and (problem := jsonl.back_up(store, settings.jsonl_path, sent)):
+    if delivery.sent and (problem := jsonl.write(store, settings.jsonl_path)):
         log.warning("alert delivered, but %s", problem)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -30,7 +31,14 @@ class Delivery(NamedTuple):
 
 
 def deliver_pending(
-    store: Store, notifier: Notifier, data_dir: Path, *, now: float, log: logging.Logger, camera_name: str = ""
+    store: Store,
+    notifier: Notifier,
+    data_dir: Path,
+    *,
+    now: float,
+    log: logging.Logger,
+    camera_name: str = "",
+    on_sent: Callable[[Alert], None] | None = None,
 ) -> Delivery:
     """Send every pending alert, oldest first; return the sent ones and how many failed.
 
@@ -40,7 +48,8 @@ def deliver_pending(
     full timeout (20 s), and 50 queued alerts would hold the tick for many minutes, overlapping the next
     one, while every try fails the same way. A failure specific to one alert (Telegram refused that photo
     or caption) does not hold back the alerts behind it. With twins, `camera_name` starts every caption, so the
-    parent knows which cot to go to.
+    parent knows which cot to go to. `on_sent` runs in the transaction that marks an alert sent (the tick queues
+    its backup line there).
     """
     sent: list[Alert] = []
     failed = 0
@@ -55,8 +64,12 @@ def deliver_pending(
             if not exc.per_alert:
                 break
             continue
-        store.mark_sent(alert.id, now)
-        sent.append(dataclasses.replace(alert, sent_ts=now, attempts=alert.attempts + 1, last_error=None))
+        done = dataclasses.replace(alert, sent_ts=now, attempts=alert.attempts + 1, last_error=None)
+        with store.atomic():
+            store.mark_sent(alert.id, now)
+            if on_sent is not None:
+                on_sent(done)
+        sent.append(done)
         log.info("alert #%s (%s) sent via %s", alert.id, alert.kind, notifier.name)
     return Delivery(sent, failed)
 

@@ -113,15 +113,6 @@ def write(store: Store, path: Path) -> str | None:
     return f"its JSONL backup line waits in the database for a later tick ({path}: {error.strerror or error})"
 
 
-def back_up(store: Store, path: Path, records: Sequence[dict]) -> str | None:
-    """`queue` then `write`, for a line that mirrors no write of its own transaction (an alert's delivery)."""
-    try:
-        queue(store, path, records)
-    except StoreError as exc:
-        return f"its JSONL backup line was not written ({exc})"
-    return write(store, path)
-
-
 def write_waiting(store: Store, skip: Path | None = None) -> list[str]:
     """Append every backup's waiting lines but `skip`'s (each tick calls this, so a correction's line does not wait
     for the next correction; it skips ticks.jsonl, which its own line has just tried). Returns one line per file

@@ -28,6 +28,12 @@ from tests.tick_runner import REPO, rows, run_tick
 DAY = 86400.0
 
 
+def back_up(store: Store, path: Path, records: list[dict]) -> str | None:
+    """Queue then append backup lines, as the tick does after its own transaction."""
+    jsonl.queue(store, path, records)
+    return jsonl.write(store, path)
+
+
 def warnings(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if "WARNING" in line]
 
@@ -162,7 +168,7 @@ def test_rebuilding_twice_gives_the_same_database_and_replaying_the_backup_again
             (tmp_path / frame).write_bytes(b"jpeg")
             row = tick_row(at, frame)
             row = store.tick(store.insert_tick(row))
-            assert jsonl.back_up(store, backup, [jsonl.tick_record(row)]) is None  # as the tick writes its line
+            assert back_up(store, backup, [jsonl.tick_record(row)]) is None  # as the tick writes its line
         for minutes in (8, 4, 0):  # a camera outage that has alerted and is still going on
             at = datetime.fromtimestamp(now - minutes * 60).astimezone()
             note_capture_failure(settings, store, at, CaptureError("camera refused the connection"))
@@ -264,13 +270,13 @@ def test_a_correction_whose_backup_line_cannot_be_written_waits_and_the_next_tic
     [tick] = rows(tmp_path)
     with Store.open(settings.db_path) as store:
         store.add_corrections(tick.id, [("eyes", "open")], "mum", now=10.0)
-        problem = jsonl.back_up(store, settings.corrections_jsonl_path, jsonl.correction_records(store.corrections(1)))
+        problem = back_up(store, settings.corrections_jsonl_path, jsonl.correction_records(store.corrections(1)))
         assert problem is not None and "waits in the database" in problem and "Is a directory" in problem
         undone = store.undo_last_decision(tick.id, now=20.0)
-        assert jsonl.back_up(store, settings.corrections_jsonl_path, [jsonl.undo_record(undone, 20.0)])
+        assert back_up(store, settings.corrections_jsonl_path, [jsonl.undo_record(undone, 20.0)])
         store.add_corrections(tick.id, [("presence", "present")], "dad", now=30.0)
         added = jsonl.correction_records(store.corrections(tick.id)[1:])
-        assert jsonl.back_up(store, settings.corrections_jsonl_path, added)
+        assert back_up(store, settings.corrections_jsonl_path, added)
         assert store.backup_waiting() == {settings.corrections_jsonl_path: 3}
 
     settings.corrections_jsonl_path.rmdir()
@@ -291,7 +297,7 @@ def test_a_waiting_line_is_warned_about_every_tick_until_it_is_written(tmp_path)
     settings = load_settings(None, environ={"BILBO_DATA_DIR": str(tmp_path)})
     settings.teacher_jsonl_path.mkdir()
     with Store.open(settings.db_path) as store:
-        assert jsonl.back_up(store, settings.teacher_jsonl_path, [{"op": "teacher", "id": 1}])
+        assert back_up(store, settings.teacher_jsonl_path, [{"op": "teacher", "id": 1}])
     result = run_tick(tmp_path, "--once", "--source", "sample", "--at", "2026-11-21T03:04:00")
     [warning] = backup_warnings(result.stderr)
     assert "1 JSONL backup line(s) still wait in the database" in warning and "teacher_labels.jsonl" in warning

@@ -209,6 +209,7 @@ def test_a_camera_outage_is_shown_in_the_red_banner_until_a_frame_arrives(tmp_pa
 
 def test_backup_lines_waiting_to_be_written_are_shown_in_the_banner_until_a_tick_writes_them(tmp_path):
     from db import jsonl
+    from tests.test_backup import back_up
     from tests.test_dashboard import tick_row
 
     settings = dashboard_settings(tmp_path)
@@ -216,13 +217,13 @@ def test_backup_lines_waiting_to_be_written_are_shown_in_the_banner_until_a_tick
         row = tick_row(datetime.now().timestamp(), None)
         row = store.tick(store.insert_tick(row))
         settings.jsonl_path.mkdir()  # a folder in the way, as a full disk would refuse the append
-        assert jsonl.back_up(store, settings.jsonl_path, [jsonl.tick_record(row)])
+        assert back_up(store, settings.jsonl_path, [jsonl.tick_record(row)])
     with dashboard_page(settings) as page:
         banner = page.locator("#stale")
         expect(banner).to_contain_text("Backup lines are waiting to be written (1 for ticks.jsonl)")
         settings.jsonl_path.rmdir()
         with Store.open(settings.db_path) as store:
-            assert jsonl.back_up(store, settings.jsonl_path, []) is None  # what the next tick's append does
+            assert back_up(store, settings.jsonl_path, []) is None  # what the next tick's append does
         page.evaluate("api('/api/status')")
         expect(banner).to_be_hidden()
     assert [r for _, r, _ in jsonl.read_records(settings.jsonl_path)] == [jsonl.tick_record(row)]

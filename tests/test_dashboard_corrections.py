@@ -146,11 +146,12 @@ def test_corrections_and_undo_survive_losing_the_database(app):
     """Human labels are the only ground truth: the JSONL backups must rebuild them, undo included."""
     from db import jsonl
     from db.rebuild import rebuild
+    from tests.test_backup import back_up
 
     base, ids, settings, csrf = app
     with Store.open(settings.db_path) as store:
         for tick_id in ids:
-            assert jsonl.back_up(store, settings.jsonl_path, [jsonl.tick_record(store.tick(tick_id))]) is None
+            assert back_up(store, settings.jsonl_path, [jsonl.tick_record(store.tick(tick_id))]) is None
     post(base, f"/api/ticks/{ids[0]}/corrections", {"changes": {"eyes": "open", "face_box": [1, 2, 30, 40]}}, csrf)
     post(base, f"/api/ticks/{ids[1]}/corrections", {"changes": {"presence": "not_present"}}, csrf)
     post(base, f"/api/ticks/{ids[2]}/corrections", {"changes": {"reviewed": True}}, csrf)

@@ -193,3 +193,49 @@ def test_a_tick_killed_between_its_commit_and_its_backup_append_is_backed_up_by_
     assert rebuild(data / "ticks.jsonl", rebuilt) == (3, [])
     with Store.open(rebuilt) as store:
         assert store.ticks_between(0, 1e12) == live
+
+
+KILLED_AFTER_THE_DELIVERY = """
+import os, signal, sys
+import monitor
+from db import jsonl
+appends = []
+def write(store, path):
+    appends.append(path)
+    if len(appends) == 2:  # the failure's own line went out; this is the delivered alert's: die instead
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(store, path)
+original, jsonl.write = jsonl.write, write
+sys.exit(monitor.main(sys.argv[1:]))
+"""
+
+
+def test_an_alert_delivered_just_before_a_kill_is_backed_up_as_delivered(tmp_path):
+    """The alert went out and was marked sent, then the process died before appending that: the mark and its backup
+    line were one transaction, so the next tick appends it and a rebuild knows the alert was delivered."""
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BILBO_")}
+    env.update(BILBO_DATA_DIR=str(data), BILBO_CAMERA_DOWN_TICKS="2")
+    unplugged = str(tmp_path / "unplugged.jpg")
+    assert run_tick_at(data, unplugged, "03:10", env).returncode == 1
+    args = ["--once", "--config", str(data / "no.env"), "--source", unplugged, "--at", "2026-11-21T03:14:00"]
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_AFTER_THE_DELIVERY, *args], env=env, cwd=REPO, capture_output=True, timeout=60
+    )
+    assert killed.returncode == -9 and "Camera unreachable since 03:10" in killed.stderr.decode()
+    with Store.open(data / "bilbo.sqlite3") as store:
+        [alert] = store.alerts("camera")
+        assert alert.sent_ts is not None and store.backup_waiting() == {data / "ticks.jsonl": 1}
+
+    assert run_tick_at(data, unplugged, "03:18", env).returncode == 1  # its own line goes after the waiting one
+    ops = [record.get("op") for _, record, _ in jsonl.read_records(data / "ticks.jsonl")]
+    assert ops == ["capture_failure", "capture_failure", "alert_sent", "capture_failure"]
+    rebuilt = tmp_path / "rebuilt.sqlite3"
+    assert rebuild(data / "ticks.jsonl", rebuilt)[1] == []
+    with Store.open(rebuilt) as store:
+        assert store.alerts("camera") == [alert]  # delivered at its real time, not "restored, not known"
+
+
+def run_tick_at(data: Path, source: str, hhmm: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    args = ["--once", "--config", str(data / "no.env"), "--source", source, "--at", f"2026-11-21T{hhmm}:00"]
+    return subprocess.run([sys.executable, str(REPO / "monitor.py"), *args], env=env, capture_output=True, timeout=60)

@@ -11,6 +11,7 @@ from db.rebuild import rebuild
 from db.schema import SCHEMA_VERSION
 from db.store import DISAGREEMENT_BOOST, Alert, Store, StoreError, TeacherLabel, TickRow
 from tests.old_db import database_at_version
+from tests.test_backup import back_up
 
 
 def make_row(ts: float, state: str = "asleep", **changes) -> TickRow:
@@ -124,7 +125,7 @@ def test_jsonl_backup_rebuilds_the_database_and_skips_a_torn_line(tmp_path, stor
     for ts in (1.0, 2.0, 3.0):
         row = make_row(ts)
         rows.append(TickRow(**{**row.__dict__, "id": store.insert_tick(row)}))
-        assert jsonl.back_up(store, backup, [jsonl.tick_record(rows[-1])]) is None
+        assert back_up(store, backup, [jsonl.tick_record(rows[-1])]) is None
     with open(backup, "a") as handle:
         handle.write('{"ts": 4.0, "sour')  # power cut mid-line
     assert json.loads(backup.read_text().splitlines()[0])["state"] == "asleep"
@@ -139,7 +140,7 @@ def test_jsonl_backup_rebuilds_the_database_and_skips_a_torn_line(tmp_path, stor
 
 def test_rebuild_refuses_to_overwrite_an_existing_database(tmp_path, store):
     backup = tmp_path / "ticks.jsonl"
-    assert jsonl.back_up(store, backup, [jsonl.tick_record(make_row(1.0, id=1))]) is None
+    assert back_up(store, backup, [jsonl.tick_record(make_row(1.0, id=1))]) is None
     with pytest.raises(StoreError, match="move it aside"):
         rebuild(backup, store.path)
 
@@ -327,11 +328,11 @@ def test_review_queue_puts_teacher_disagreements_first_until_a_human_decides(sto
 def test_teacher_labels_and_failed_calls_are_rebuilt_from_their_backup(tmp_path, store):
     backup, teacher_backup = tmp_path / "ticks.jsonl", tmp_path / "teacher_labels.jsonl"
     tick_id = store.insert_tick(make_row(1.0, state="unknown"))
-    assert jsonl.back_up(store, backup, [jsonl.tick_record(store.tick(tick_id))]) is None
+    assert back_up(store, backup, [jsonl.tick_record(store.tick(tick_id))]) is None
     calls = [failed_call(tick_id, 5.0), teacher(tick_id, 9.0, disagrees=True)]
     for call in calls:
         label = replace(call, id=store.add_teacher_label(call))
-        assert jsonl.back_up(store, teacher_backup, [jsonl.teacher_record(label)]) is None
+        assert back_up(store, teacher_backup, [jsonl.teacher_record(label)]) is None
     rebuilt_path = tmp_path / "rebuilt.sqlite3"
     imported, problems = rebuild(backup, rebuilt_path, teacher_path=teacher_backup)
     assert (imported, problems) == (1, [])
