@@ -363,6 +363,8 @@ def apply_retention(settings: Settings, store: Store, now: float) -> None:
         return
     if report.removed_files:
         log.info("retention: %s", report.summary(settings))
+    if report.orphans_removed:
+        log.info("retention: removed %d file(s) no tick points at (left by a killed tick)", report.orphans_removed)
     if problem := report.problem(settings):
         log.warning("retention: %s", problem)
 

@@ -14,6 +14,10 @@ Each commit of marks is then appended to the JSONL backup (data/ticks.jsonl), so
 these frames are gone; a backup that cannot be written is reported (its line waits in the database for a later
 tick), never a reason to leave rows unmarked.
 One pass touches at most MAX_FILES_PER_PASS files, so a first run over a year of frames never stalls a tick.
+
+Files no row points at are swept from today's and yesterday's day folders: a tick killed between writing its frame
+and committing its row (a power cut, the OOM killer) leaves its JPEG/.wav, or a half-written .tmp, that nothing
+else would ever delete. Only files older than ORPHAN_AGE_S go, so a tick still writing is never raced.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from db import jsonl
@@ -30,6 +36,7 @@ from db.store import Store, TickRow
 from settings import Settings
 
 MAX_FILES_PER_PASS = 1000
+ORPHAN_AGE_S = 10 * 60  # a tick writes its files and commits their row within its 2-minute timeout
 BATCH_ROWS = 200
 MB = 1024 * 1024
 DAY_S = 86400
@@ -47,6 +54,7 @@ class PruneReport:
     free_mb: float | None = None  # free space after the disk check; None when MIN_FREE_MB is 0
     low_disk: bool = False  # still below MIN_FREE_MB after the pass
     hit_bound: bool = False  # stopped at MAX_FILES_PER_PASS: the next pass goes on
+    orphans_removed: int = 0  # left-over files of killed ticks (no row points at them)
     unbacked: int = 0  # rows marked in the database whose backup line could not be appended this pass
     backup_error: str | None = None  # why (the first failure of the pass)
 
@@ -194,4 +202,25 @@ def prune(store: Store, data_dir: Path, settings: Settings, now: float) -> Prune
         report.free_mb = _free_mb(data_dir)
         report.low_disk = report.free_mb < settings.min_free_mb
     report.hit_bound = walk.budget <= 0
+    report.orphans_removed = _sweep_orphans(store, data_dir, now)
     return report
+
+
+def _sweep_orphans(store: Store, data_dir: Path, now: float) -> int:
+    """Delete the files in today's and yesterday's day folders that no tick points at and that are older than
+    ORPHAN_AGE_S (by the file's real age: files are written in real time). Returns how many went."""
+    removed = 0
+    today = datetime.fromtimestamp(now).date()
+    for day in (today - timedelta(days=1), today):
+        folder = data_dir / "frames" / day.isoformat()
+        if not folder.is_dir():
+            continue
+        start = datetime.combine(day, datetime.min.time()).timestamp()
+        kept = store.media_paths_between(start - DAY_S, start + 2 * DAY_S)  # a day either side: DST, clock changes
+        for path in folder.iterdir():
+            relative = f"frames/{day.isoformat()}/{path.name}"
+            with contextlib.suppress(OSError):  # gone meanwhile, or not removable: the next pass tries again
+                if relative not in kept and path.is_file() and time.time() - path.stat().st_mtime > ORPHAN_AGE_S:
+                    path.unlink()
+                    removed += 1
+    return removed

@@ -485,6 +485,13 @@ class Store:
         ).fetchall()
         return [_tick_from_sql(r) for r in rows]
 
+    def media_paths_between(self, start_ts: float, end_ts: float) -> set[str]:
+        """Every JPEG/.wav path the ticks in [start_ts, end_ts) point at (retention's sweep of left-over files)."""
+        rows = self._conn.execute(
+            "SELECT jpeg_path, audio_path FROM ticks WHERE ts >= ? AND ts < ?", (start_ts, end_ts)
+        ).fetchall()
+        return {path for r in rows for path in (r[0], r[1]) if path}
+
     def timeline_points(self, start_ts: float, end_ts: float) -> list[dict[str, Any]]:
         """Ticks in [start_ts, end_ts) as JSON-ready dicts (the dashboard's hot path).
 

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import sqlite3
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -476,3 +477,26 @@ def test_a_tick_still_succeeds_when_retention_cannot_write_and_the_next_tick_mar
     recovered = tick_at(tmp_path, "2026-11-21T03:04:00", BILBO_RETENTION_DAYS="7")
     assert recovered.returncode == 0 and warnings(recovered) == []
     assert rows(tmp_path)[0].media_pruned_ts == datetime(2026, 11, 21, 3, 4).timestamp()
+
+
+def test_files_left_by_a_killed_tick_are_swept_and_nothing_a_row_points_at(tmp_path):
+    """A tick killed between writing its frame and committing its row leaves the JPEG (or a half-written .tmp)
+    behind; the next ticks sweep such files from today's and yesterday's folders once they are 10 minutes old."""
+    assert run_tick(tmp_path, "--once", "--source", "sample", "--at", "2026-11-21T03:00:00").returncode == 0
+    [kept] = rows(tmp_path)
+    day = tmp_path / "frames" / "2026-11-21"
+    hour_ago = time.time() - 3600
+    leftovers = [day / "030400-1795230240.jpg", day / "030800-1795230480.jpg.tmp"]
+    for path in leftovers:
+        path.write_bytes(b"\xff\xd8 half a frame")
+        os.utime(path, (hour_ago, hour_ago))
+    os.utime(tmp_path / kept.jpeg_path, (hour_ago, hour_ago))  # old, but a row points at it
+    in_progress = day / "031200-1795230720.jpg.tmp"  # a tick writing right now
+    in_progress.write_bytes(b"\xff\xd8")
+
+    result = run_tick(tmp_path, "--once", "--source", "sample", "--at", "2026-11-21T03:16:00")
+    assert result.returncode == 0, result.stderr
+    assert "retention: removed 2 file(s) no tick points at (left by a killed tick)" in result.stderr
+    assert not any(path.exists() for path in leftovers)
+    assert (tmp_path / kept.jpeg_path).exists() and in_progress.exists()
+    assert all((tmp_path / row.jpeg_path).exists() for row in rows(tmp_path) if row.jpeg_path)
