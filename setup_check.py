@@ -85,7 +85,7 @@ def _database(settings: Settings) -> list[Line]:
     if not path.exists():
         return [Line("ok", "database", f"{path}: not created yet (the first tick creates it)")]
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)  # as_uri escapes ? and #
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             count, newest = conn.execute("SELECT count(*), max(ts) FROM ticks").fetchone()
