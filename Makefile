@@ -8,7 +8,7 @@ RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 DEMO_DATA := data/demo
 
-.PHONY: venv venv-dev demo dashboard test lint system-deps weights cry-weights retrain install-schedule bench clean-demo
+.PHONY: venv venv-dev demo dashboard test lint system-deps weights cry-weights retrain backtest install-schedule bench clean-demo
 
 $(RUNTIME): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,9 @@ cry-weights: $(DEV)
 
 retrain: $(DEV)
 	$(PY) -m train.retrain
+
+backtest: $(RUNTIME)
+	$(PY) -m train.backtest
 
 # A second camera (twins): make install-schedule CAMERA=ada [CONFIG=.env.ada]
 CAMERA_ARGS = $(if $(CAMERA),--camera $(CAMERA)) $(if $(CONFIG),--config $(CONFIG))

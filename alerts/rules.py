@@ -42,6 +42,11 @@ def clock(ts: float) -> str:
     return time.strftime("%H:%M", time.localtime(ts))
 
 
+def wake_condition(classified: Sequence[TickRow], *, window: int, needed: int) -> bool:
+    """At least `needed` of the last `window` classified rows are awake (fewer rows: the missing ones are not)."""
+    return sum(is_awake(row) for row in classified[-window:]) >= needed
+
+
 def wake_alert(
     recent: list[TickRow],
     *,
@@ -77,13 +82,13 @@ def wake_alert(
         return None
     new = classified[-1]
     now_rows = classified[-window:]
-    before_rows = classified[-window - 1 : -1]
-    awake_now = sum(is_awake(row) for row in now_rows)
-    awake_before = sum(is_awake(row) for row in before_rows)
-    if awake_now < needed or awake_before >= needed:
+    if not wake_condition(classified, window=window, needed=needed):
+        return None
+    if wake_condition(classified[:-1], window=window, needed=needed):  # held already: not a rising edge
         return None
     if last_alert_ts is not None and new.ts - last_alert_ts < cooldown_s:
         return None
+    awake_now = sum(is_awake(row) for row in now_rows)
     caption = f"Baby seems to be waking ({awake_now} of the last {len(now_rows)} frames eyes open) — {clock(new.ts)}"
     return Alert(kind=WAKE, caption=caption, photo_path=photo_path, created_ts=new.ts, tick_id=new.id)
 
