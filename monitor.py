@@ -43,7 +43,7 @@ from labeller.fallback import label_pending
 from lockfile import TickLock
 from models.cascade import Cascade, ModelError
 from models.cry import CryModel, CryModelError
-from settings import DEFAULT_ENV_FILE, Settings, SettingsError, load_settings
+from settings import DEFAULT_ENV_FILE, Settings, cli_settings
 
 log = logging.getLogger("bilbo.tick")
 
@@ -466,10 +466,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     overrides = {"camera_url": "sample" if args.night else args.source} if (args.night or args.source) else {}
-    try:
-        settings = load_settings(args.config, **overrides)
-    except SettingsError as exc:
-        print(f"bilbo: {exc}", file=sys.stderr)
+    if (settings := cli_settings("bilbo", args.config, **overrides)) is None:
         return 2
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s", datefmt="%Y-%m-%d %H:%M:%S"

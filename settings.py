@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -387,6 +388,16 @@ def load_settings(
     return settings
 
 
+def cli_settings(program: str, env_file: Path | None = DEFAULT_ENV_FILE, **overrides: Any) -> Settings | None:
+    """`load_settings` for a command: a missing or malformed value prints one line 'PROGRAM: why' on stderr and
+    gives None, so the command exits 2 (bad configuration) without a traceback."""
+    try:
+        return load_settings(env_file, **overrides)
+    except SettingsError as exc:
+        print(f"{program}: {exc}", file=sys.stderr)
+        return None
+
+
 def describe() -> list[tuple[str, str]]:
     """(KEY, default) pairs, for `.env.example` and docs."""
     return [(f.name.upper(), str(f.default)) for f in fields(Settings)]
@@ -422,8 +433,6 @@ def schedule_target(camera: str, config: str) -> tuple[str, int]:
 
 
 if __name__ == "__main__":  # `settings.py --install-check CAMERA CONFIG`, for systemd/ and launchd/install.sh
-    import sys
-
     if sys.argv[1:2] != ["--install-check"] or len(sys.argv) != 4:
         sys.exit("usage: settings.py --install-check CAMERA CONFIG  (prints PORT<tab>CONFIG)")
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from dashboard.app import create_app
 from dashboard.security import InsecureBindError
-from settings import DEFAULT_ENV_FILE, SettingsError, load_settings
+from settings import DEFAULT_ENV_FILE, cli_settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,10 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", help="address to bind (default: DASHBOARD_HOST)")
     parser.add_argument("--port", type=int, help="port (default: DASHBOARD_PORT)")
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings(args.config)
-    except SettingsError as exc:
-        print(f"bilbo dashboard: {exc}", file=sys.stderr)
+    if (settings := cli_settings("bilbo dashboard", args.config)) is None:
         return 2
     host, port = args.host or settings.dashboard_host, args.port or settings.dashboard_port
     settings = replace(settings, dashboard_host=host, dashboard_port=port)

@@ -30,7 +30,7 @@ from dashboard.export import MAX_NIGHTS, SESSION_PAD_S, local_iso, night_bounds,
 from dashboard.labels import effective_state
 from dashboard.sessions import SleepSession, night_of, sleep_sessions
 from db.store import Store, StoreError
-from settings import DEFAULT_ENV_FILE, Settings, SettingsError, load_settings
+from settings import DEFAULT_ENV_FILE, Settings, cli_settings
 
 SLEEP_PATH = "/api/sleep/"
 PAGE = 100  # Baby Buddy's own page size (LimitOffsetPagination, PAGE_SIZE 100)
@@ -268,10 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="list Baby Buddy's sleeps and say what would be added")
     parser.add_argument("--config", type=Path, default=DEFAULT_ENV_FILE, help="settings file (default: .env)")
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings(args.config)
-    except SettingsError as exc:
-        print(f"bilbo babybuddy: {exc}", file=sys.stderr)
+    if (settings := cli_settings("bilbo babybuddy", args.config)) is None:
         return 2
     if not settings.babybuddy_enabled:
         print("bilbo babybuddy: the export is off (BABYBUDDY_URL is empty in .env); nothing sent", file=sys.stderr)

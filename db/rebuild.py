@@ -23,7 +23,7 @@ from pathlib import Path
 
 from db import jsonl
 from db.store import Alert, CaptureFailure, Correction, Store, StoreError, TeacherLabel, TickRow
-from settings import SettingsError, load_settings
+from settings import cli_settings
 
 RESTORED_NOTE = "restored by db.rebuild, not sent again (whether it was delivered is not in the backup)"
 
@@ -98,10 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--teacher", type=Path, help="teacher label backup (default: DATA_DIR/teacher_labels.jsonl)")
     parser.add_argument("--db", type=Path, help="database to create (default: DATA_DIR/bilbo.sqlite3)")
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"bilbo: {exc}", file=sys.stderr)
+    if (settings := cli_settings("bilbo")) is None:
         return 2
     jsonl_path = args.jsonl or settings.jsonl_path
     db_path = args.db or settings.db_path

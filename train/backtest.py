@@ -27,7 +27,7 @@ from pathlib import Path
 
 from alerts.rules import wake_alert, wake_condition
 from db.store import HumanLabel, Store, StoreError, TickRow
-from settings import DEFAULT_ENV_FILE, SettingsError, load_settings
+from settings import DEFAULT_ENV_FILE, cli_settings
 
 MAX_WINDOW = 5
 EPISODE_GAP_S = 15 * 60  # two awake reviewed frames further apart than this are two wakings
@@ -195,10 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", type=Path, help="database (default: DATA_DIR/bilbo.sqlite3)")
     parser.add_argument("--report", type=Path, help="also write the Markdown table here")
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings(args.config)
-    except SettingsError as exc:
-        print(f"bilbo: {exc}", file=sys.stderr)
+    if (settings := cli_settings("bilbo", args.config)) is None:
         return 2
     db_path = args.db or settings.db_path
     if not db_path.is_file():

@@ -51,7 +51,7 @@ from lockfile import TickLock
 from models import preprocess as pp
 from models.cascade import MANIFEST, MODEL_FILES, Cascade, ModelError
 from monitor import bassinet_crop
-from settings import DEFAULT_ENV_FILE, Settings, SettingsError, load_settings
+from settings import DEFAULT_ENV_FILE, Settings, cli_settings
 
 HOLD_OUT_EVERY = 4  # the newest night and every 4th before it are held out
 VAL_MIN_NIGHTS = 6  # from this many nights on, night k % 4 == 2 (k = 0 newest) is validation (early stopping)
@@ -692,10 +692,7 @@ def main(argv: list[str] | None = None) -> int:
         help="put back the models the newest (or the given) promotion replaced, and exit",
     )  # fmt: skip
     args = ap.parse_args(argv)
-    try:
-        settings = load_settings(args.config)
-    except SettingsError as exc:
-        print(f"retrain: {exc}", file=sys.stderr)
+    if (settings := cli_settings("retrain", args.config)) is None:
         return 2
     settings = replace(
         settings,
