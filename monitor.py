@@ -297,7 +297,7 @@ def describe(row: TickRow) -> str:
     return f"{when} {mode}: {row.state} ({', '.join(parts)}){heard} [{row.duration_ms:.0f} ms]"
 
 
-def note_capture_failure(settings: Settings, store: Store, at: datetime, error: Exception) -> None:
+def note_failed_tick(settings: Settings, store: Store, at: datetime, error: Exception) -> None:
     """Record a tick that failed, and queue the outage's one alert when this failure makes CAMERA_DOWN_TICKS in a
     row (`alerts.rules.camera_down_alert`); `deliver_alerts` then sends it.
 
@@ -375,7 +375,7 @@ def store_tick(settings: Settings, store: Store, at: datetime, models: LazyCasca
     except (CaptureError, ModelError, StoreError, OSError) as exc:
         log.error("tick failed: %s", exc)
         if not isinstance(exc, StoreError):  # a database that cannot be written cannot record the failure either
-            note_capture_failure(settings, store, at, exc)
+            note_failed_tick(settings, store, at, exc)
         return 1
     log.info("tick %s", describe(row))
     return 0

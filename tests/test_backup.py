@@ -18,7 +18,7 @@ from capture.ffmpeg import CaptureError
 from db import jsonl
 from db.rebuild import RESTORED_NOTE, rebuild, replay
 from db.store import Store
-from monitor import note_capture_failure
+from monitor import note_failed_tick
 from retention import prune
 from settings import load_settings
 from tests.test_camera_health import camera_alerts, failed_tick, good_tick, telegram_env, ts
@@ -171,7 +171,7 @@ def test_rebuilding_twice_gives_the_same_database_and_replaying_the_backup_again
             assert back_up(store, backup, [jsonl.tick_record(row)]) is None  # as the tick writes its line
         for minutes in (8, 4, 0):  # a camera outage that has alerted and is still going on
             at = datetime.fromtimestamp(now - minutes * 60).astimezone()
-            note_capture_failure(settings, store, at, CaptureError("camera refused the connection"))
+            note_failed_tick(settings, store, at, CaptureError("camera refused the connection"))
         report = prune(store, tmp_path, settings, now)
         assert report.ticks_marked == 1 and report.problem(settings) is None
         live_outage = store.camera_outage()
