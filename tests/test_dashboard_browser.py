@@ -107,6 +107,7 @@ def test_parent_corrects_a_frame_from_the_timeline_and_undoes(browser_page):
     # The sample night is in the past: the stale banner must be loud, and the data age shown.
     expect(page.locator("#stale")).to_be_visible()
     expect(page.locator("#stale")).to_contain_text("silent")
+    expect(page.locator("#stale")).to_contain_text("Run monitor.py --check to see which part fails.")
     expect(page.locator("#age")).to_contain_text("ago")
     expect(page.locator("#sessions")).to_contain_text("wake-up")
 
