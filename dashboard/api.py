@@ -8,6 +8,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import datetime
 
 from flask import Blueprint, Flask, abort, jsonify, request
@@ -28,6 +29,7 @@ from db.store import (
     newest_teacher_label,
 )
 from settings import Settings
+from train.backtest import shipped_rule
 
 log = logging.getLogger("bilbo.dashboard")
 
@@ -324,6 +326,11 @@ def register_api(app: Flask, settings: Settings, open_store: Callable[[], Store]
         with open_store() as db:
             labelled = db.labelled_ticks()
             newest = db.last_tick()
-        return jsonify(**freshness(newest, interval, time.time()), **model_metrics(labelled))
+            wake = shipped_rule(db, settings.wake_window, settings.wake_needed, settings.alert_cooldown_s, interval)
+        return jsonify(
+            **freshness(newest, interval, time.time()),
+            **model_metrics(labelled),
+            wake_rule=None if wake is None else asdict(wake),  # train/backtest.py, on the human-reviewed frames
+        )
 
     app.register_blueprint(api)

@@ -81,3 +81,24 @@ def test_the_command_prints_the_table_and_says_when_there_is_nothing_to_judge(tm
     assert "| 2 of 3 (shipped) | 75% | 60% | 67% | 50% | 67% | 2 | 2 | 100% | 2 | 100% | 4 min |" in done.stdout
     assert (tmp_path / "bt.md").read_text() == done.stdout
     assert "torch" not in done.stderr
+
+
+def test_the_dashboard_shows_the_shipped_rule_on_the_reviewed_nights(tmp_path):
+    from playwright.sync_api import expect
+
+    from tests.test_dashboard import call, dashboard_settings, serving
+    from tests.test_dashboard_browser import dashboard_page
+
+    settings = dashboard_settings(tmp_path, alert_cooldown_s=300)
+    night(settings.db_path)
+    with serving(settings) as base:
+        wake = call("GET", base + "/api/metrics")[1]["wake_rule"]
+    assert (wake["window"], wake["needed"], wake["alerts"], wake["alert_precision"]) == (3, 2, 2, 1.0)
+    assert (wake["episodes"], wake["episode_recall"], wake["median_delay_s"]) == (2, 1.0, STEP)
+    with dashboard_page(settings) as page:
+        page.get_by_role("button", name="Model metrics").click()
+        expect(page.locator("#metrics")).to_contain_text("Wake alerts (2 of the last 3 frames awake)")
+        expect(page.locator("#metrics")).to_contain_text(
+            "2 of its 2 alerts came at a frame you reviewed: 100% while the baby was awake. "
+            "Wakings in your labels: 2, alerted: 100%, a median 4 min after the first awake frame."
+        )

@@ -147,16 +147,31 @@ def score(
     )
 
 
+def human_truth(store: Store) -> list[tuple[TickRow, str]]:
+    """The reviewed frames whose state a human backs, oldest first."""
+    return [(t, s) for t, label in store.labelled_ticks() if (s := human_state(t, label)) is not None]
+
+
 def backtest(store: Store, cooldown_s: float, tick_s: int) -> tuple[list[Score], int]:
     """Every rule W 1..MAX_WINDOW, N 1..W over the whole history; also returns how many reviewed frames judged it."""
     history = store.ticks_between(float("-inf"), float("inf"))
-    truth = [(t, s) for t, label in store.labelled_ticks() if (s := human_state(t, label)) is not None]
+    truth = human_truth(store)
     scores = [
         score(history, truth, window, needed, cooldown_s, tick_s)
         for window in range(1, MAX_WINDOW + 1)
         for needed in range(1, window + 1)
     ]
     return scores, len(truth)
+
+
+def shipped_rule(store: Store, window: int, needed: int, cooldown_s: float, tick_s: int) -> Score | None:
+    """The configured rule only, replayed over the nights around the reviewed frames (from a day before the first
+    to an hour after the last): what the dashboard shows. None without reviewed frames."""
+    truth = human_truth(store)
+    if not truth:
+        return None
+    history = store.ticks_between(truth[0][0].ts - 86400, truth[-1][0].ts + 3600)
+    return score(history, truth, window, needed, cooldown_s, tick_s)
 
 
 def _pct(value: float | None) -> str:
