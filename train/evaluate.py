@@ -535,7 +535,7 @@ def write_report(report: Path, manifest: dict, results: dict, errors: dict) -> N
         "validation images, detection at IoU 0.5: mask (real) 0.903 / 0.935 / 0.935 alone, 0.968 together; sample "
         "0.975 / 0.967 / 0.983 alone, 1.0 together; crib (8 faces) 0.5 / 0.5 / 0.625 alone, 0.5 together; mean IoU "
         "and the rejection of face-free crops higher on every source.",
-        "- Eye recipe sweep (this stop; validation people only, the test split not even loaded; single networks, "
+        "- Eye recipe sweep (validation people only, the test split not even loaded; single networks, "
         "two seeds each, trained on a lent GPU machine's CPUs, so figures differ slightly from a run here). Macro"
         " F1 over every validation crop, seed 0 / seed 1: shipped recipe 0.949 / 0.964; glasses crops twice per "
         "epoch 0.959 / 0.953; stronger glint and glasses-frame augmentation 0.944 / 0.954; 20 epochs 0.954 / "
