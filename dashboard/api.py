@@ -326,7 +326,9 @@ def register_api(app: Flask, settings: Settings, open_store: Callable[[], Store]
         with open_store() as db:
             labelled = db.labelled_ticks()
             newest = db.last_tick()
-            wake = shipped_rule(db, settings.wake_window, settings.wake_needed, settings.alert_cooldown_s, interval)
+            wake = shipped_rule(
+                db, labelled, settings.wake_window, settings.wake_needed, settings.alert_cooldown_s, interval
+            )
         return jsonify(
             **freshness(newest, interval, time.time()),
             **model_metrics(labelled),

@@ -70,6 +70,24 @@ def parse_correction(body: Any) -> tuple[list[tuple[str, Any]], str]:
     return parsed, author.strip()
 
 
+def presence_truth(truth: dict) -> str | None:
+    """Presence as a human backs it: labelled, or implied by a labelled open/closed eye (the baby is there)."""
+    if truth.get("presence") in PRESENCE_VALUES:
+        return truth["presence"]
+    return "present" if truth.get("eyes") in ("open", "closed") else None
+
+
+def human_state(truth: dict) -> str | None:
+    """The state a human's labels (`HumanLabel.truth`) back, or None where they say nothing of it: the model's own
+    answer is never truth. Shared by the retrain's evaluation and the wake rule backtest."""
+    if presence_truth(truth) == "not_present":
+        return "absent"
+    eyes = truth.get("eyes")
+    if eyes is None and "face_box" in truth and truth["face_box"] is None and presence_truth(truth) == "present":
+        return "unknown"  # a human confirmed there is no face to see
+    return {"open": "awake", "closed": "asleep", "not_visible": "unknown", "unknown": "unknown"}.get(eyes)
+
+
 def effective_state(tick: TickRow, label: HumanLabel | None) -> str:
     """The state a human would give this tick: their labels where they exist, the model's elsewhere."""
     if label is None:

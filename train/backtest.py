@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alerts.rules import wake_alert, wake_condition
+from dashboard.labels import human_state
 from db.store import HumanLabel, Store, StoreError, TickRow
 from settings import DEFAULT_ENV_FILE, cli_settings
 
@@ -50,16 +51,6 @@ class Score:
     episodes: int
     episode_recall: float | None  # wakings that got an alert during them
     median_delay_s: float | None  # from the waking's first reviewed awake frame to its alert
-
-
-def human_state(tick: TickRow, label: HumanLabel) -> str | None:
-    """The state the human labels back ('awake', 'asleep', 'absent', 'unknown'), or None if they say nothing of it
-    (a correction of the face box alone leaves the eyes unlabelled: the model's own answer is not truth)."""
-    truth = label.truth(tick)
-    if truth.get("presence") == "not_present":
-        return "absent"
-    eyes = truth.get("eyes")
-    return {"open": "awake", "closed": "asleep", "unknown": "unknown", "not_visible": "unknown"}.get(eyes)
 
 
 def replay(history: list[TickRow], window: int, needed: int, cooldown_s: float) -> tuple[list[float], dict[int, bool]]:
@@ -147,15 +138,15 @@ def score(
     )
 
 
-def human_truth(store: Store) -> list[tuple[TickRow, str]]:
-    """The reviewed frames whose state a human backs, oldest first."""
-    return [(t, s) for t, label in store.labelled_ticks() if (s := human_state(t, label)) is not None]
+def human_truth(labelled: list[tuple[TickRow, HumanLabel]]) -> list[tuple[TickRow, str]]:
+    """The reviewed frames (`store.labelled_ticks()`) whose state a human backs, oldest first."""
+    return [(t, s) for t, label in labelled if (s := human_state(label.truth(t))) is not None]
 
 
 def backtest(store: Store, cooldown_s: float, tick_s: int) -> tuple[list[Score], int]:
     """Every rule W 1..MAX_WINDOW, N 1..W over the whole history; also returns how many reviewed frames judged it."""
     history = store.ticks_between(float("-inf"), float("inf"))
-    truth = human_truth(store)
+    truth = human_truth(store.labelled_ticks())
     scores = [
         score(history, truth, window, needed, cooldown_s, tick_s)
         for window in range(1, MAX_WINDOW + 1)
@@ -164,10 +155,12 @@ def backtest(store: Store, cooldown_s: float, tick_s: int) -> tuple[list[Score],
     return scores, len(truth)
 
 
-def shipped_rule(store: Store, window: int, needed: int, cooldown_s: float, tick_s: int) -> Score | None:
-    """The configured rule only, replayed over the nights around the reviewed frames (from a day before the first
-    to an hour after the last): what the dashboard shows. None without reviewed frames."""
-    truth = human_truth(store)
+def shipped_rule(
+    store: Store, labelled: list[tuple[TickRow, HumanLabel]], window: int, needed: int, cooldown_s: float, tick_s: int
+) -> Score | None:
+    """The configured rule only, replayed over the nights around the reviewed frames (`labelled`, from a day before
+    the first to an hour after the last): what the dashboard shows. None without reviewed frames."""
+    truth = human_truth(labelled)
     if not truth:
         return None
     history = store.ticks_between(truth[0][0].ts - 86400, truth[-1][0].ts + 3600)

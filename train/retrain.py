@@ -45,6 +45,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from dashboard.labels import human_state, presence_truth
 from dashboard.sessions import night_of  # the sleep log's night: 19:00 and 05:00 are the same night
 from db.store import Store, TickRow
 from lockfile import TickLock
@@ -192,26 +193,11 @@ def too_few(frames: list[Labelled], roles: dict[date, str]) -> str | None:
     )
 
 
-def presence_truth(truth: dict) -> str | None:
-    if truth.get("presence") in CLASSES["presence"]:
-        return truth["presence"]
-    return "present" if truth.get("eyes") in CLASSES["eyes"] else None  # "eyes closed" says the baby is there
-
-
 def eye_box(f: Labelled) -> tuple | None:
     """Where the eye regions go: the human-confirmed face box, else the box the tick itself placed them in."""
     if "face_box" in f.truth:
         return f.truth["face_box"]  # None: a human said there is no face to see
     return f.tick_box
-
-
-def human_state(truth: dict) -> str | None:
-    if presence_truth(truth) == "not_present":
-        return "absent"
-    eyes = truth.get("eyes")
-    if eyes is None and "face_box" in truth and truth["face_box"] is None and presence_truth(truth) == "present":
-        return "unknown"  # a human confirmed there is no face to see
-    return {"open": "awake", "closed": "asleep", "not_visible": "unknown", "unknown": "unknown"}.get(eyes)
 
 
 # ---- examples -------------------------------------------------------------------------------------
