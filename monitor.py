@@ -30,13 +30,13 @@ import retention
 from alerts.mqtt import publish_state
 from alerts.notifiers import notifier_from_settings
 from alerts.outbox import deliver_pending
-from alerts.rules import camera_back_alert, camera_down_alert, combine, cry_alert, rows_needed, wake_alert
+from alerts.rules import camera_back_alert, camera_down_alert, clock, combine, cry_alert, rows_needed, wake_alert
 from capture.audio import write_wav
 from capture.ffmpeg import CaptureError, redact_text
 from capture.files import write_atomically
 from capture.night import is_infrared
 from capture.pixeldiff import diff_score
-from capture.sources import SAMPLE_SOURCE, CapturedFrame, grab
+from capture.sources import SAMPLE_SOURCE, CapturedFrame, grab, is_camera_url
 from db import jsonl
 from db.store import Alert, Store, StoreError, TickRow
 from labeller.fallback import label_pending
@@ -65,14 +65,18 @@ class LazyCascade:
 
     def get(self) -> Cascade:
         if self._cascade is None:
-            s = self._settings
-            self._cascade = Cascade.load(
-                s.models_dir,
-                presence_threshold=s.presence_threshold,
-                face_threshold=s.face_threshold,
-                eye_threshold=s.eye_threshold,
-            )
+            self._cascade = load_cascade(self._settings)
         return self._cascade
+
+
+def load_cascade(settings: Settings) -> Cascade:
+    """The shipped cascade with the configured thresholds (the tick's, and `--check`'s)."""
+    return Cascade.load(
+        settings.models_dir,
+        presence_threshold=settings.presence_threshold,
+        face_threshold=settings.face_threshold,
+        eye_threshold=settings.eye_threshold,
+    )
 
 
 class LazyCryModel:
@@ -147,13 +151,13 @@ def check_not_frozen(frame: CapturedFrame, score: float | None, store: Store, no
     """Raise CaptureError when a camera's picture has not moved for FROZEN_AFTER_S: some cameras keep streaming
     their last image when their sensor or encoder hangs, and the monitor would report a sleeping baby for ever. Only
     for RTSP cameras: a JPEG file (the demo, a test) is still by design."""
-    if score is None or score >= FROZEN_DIFF or not frame.source.lower().startswith(("rtsp://", "rtsps://")):
+    if score is None or score >= FROZEN_DIFF or not is_camera_url(frame.source):
         return
     since = store.last_moving_ts(FROZEN_DIFF)
     if since is not None and now - since >= FROZEN_AFTER_S:
         raise CaptureError(
-            f"the picture from camera {frame.source} has not changed since "
-            f"{datetime.fromtimestamp(since).strftime('%H:%M')}: its stream looks frozen (restart the camera)"
+            f"the picture from camera {frame.source} has not changed since {clock(since)}: "
+            "its stream looks frozen (restart the camera)"
         )
 
 
@@ -471,15 +475,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s", datefmt="%Y-%m-%d %H:%M:%S"
     )
-    if args.check or args.test_alert:
+    if args.test_alert:
         import setup_check  # not needed by the tick itself
 
-    if args.check:
-        lines = setup_check.check(settings, bassinet_crop)
-        print(setup_check.report(settings, lines))
-        return 1 if any(line.status == "FAIL" for line in lines) else 0
-    if args.test_alert:
         return setup_check.send_test_alert(settings)
+    if args.check:
+        import setup_check
+
+        return setup_check.run(settings, crop_of=bassinet_crop, load_cascade=load_cascade)
     try:
         settings.frames_dir.mkdir(parents=True, exist_ok=True)
         lock = TickLock(settings.lock_path)

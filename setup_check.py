@@ -35,15 +35,26 @@ class Line:
     text: str
 
 
-def check(settings: Settings, crop_of: Callable[[Settings], tuple[int, int, int, int] | None]) -> list[Line]:
+CropOf = Callable[[Settings], tuple[int, int, int, int] | None]
+
+
+def run(settings: Settings, *, crop_of: CropOf, load_cascade: Callable[[Settings], Cascade]) -> int:
+    """Check, print the report; exit code 1 when a part failed."""
+    lines = check(settings, crop_of, load_cascade)
+    print(report(settings, lines))
+    return 1 if any(line.status == "FAIL" for line in lines) else 0
+
+
+def check(settings: Settings, crop_of: CropOf, load_cascade: Callable[[Settings], Cascade]) -> list[Line]:
     """Every part, in the order a tick uses them; a part that cannot be checked says why (FAIL) and the rest go on.
-    `crop_of` is the tick's own bassinet crop (monitor.bassinet_crop), so the check uses what the tick would."""
+    `crop_of` and `load_cascade` are the tick's own (monitor.bassinet_crop, monitor.load_cascade), so the check
+    uses what the tick would."""
     lines = [_data_dir(settings), *_database(settings)]
     frame, camera = _camera(settings)
     lines.append(camera)
     crop = crop_of(settings)
     if frame is not None:
-        lines += [_crop(frame, crop), _models(settings, frame, crop)]
+        lines += [_crop(frame, crop), _models(frame, crop, lambda: load_cascade(settings))]
         lines.append(_cry(settings, frame))
     lines += [_telegram(settings), _mqtt(settings)]
     lines.append(_opt_in("fallback labeller", settings.fallback_labeller_url, "FALLBACK_LABELLER_URL"))
@@ -138,15 +149,9 @@ def _crop(frame: CapturedFrame, crop: tuple[int, int, int, int] | None) -> Line:
     return Line("ok", "bassinet crop", text)
 
 
-def _models(settings: Settings, frame: CapturedFrame, crop: tuple[int, int, int, int] | None) -> Line:
+def _models(frame: CapturedFrame, crop: tuple[int, int, int, int] | None, load: Callable[[], Cascade]) -> Line:
     try:
-        cascade = Cascade.load(
-            settings.models_dir,
-            presence_threshold=settings.presence_threshold,
-            face_threshold=settings.face_threshold,
-            eye_threshold=settings.eye_threshold,
-        )
-        result = cascade.run(frame.image, crop)
+        result = load().run(frame.image, crop)
     except ModelError as exc:
         return Line("FAIL", "models", str(exc))
     seen = [f"present {result.presence_conf:.2f}" if result.presence_label == "present" else "empty"]

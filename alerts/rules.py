@@ -156,6 +156,11 @@ def combine(alerts: list[Alert]) -> list[Alert]:
     return [Alert(kind=kind, caption=caption, photo_path=photo, created_ts=first.created_ts, tick_id=first.tick_id)]
 
 
+def _failed(failures: int, camera: bool) -> str:
+    """How an outage's captions count its ticks: the camera's ('3 ticks without a frame') or BILBO's own."""
+    return f"{failures} ticks without a frame" if camera else f"{failures} failed ticks"
+
+
 def camera_down_alert(
     *, failures: int, since_ts: float, reason: str, down_ticks: int, alerted: bool, at_ts: float, camera: bool = True
 ) -> Alert | None:
@@ -178,8 +183,8 @@ def camera_down_alert(
     reason = " ".join(reason.split())
     if len(reason) > MAX_REASON_CHARS:
         reason = reason[: MAX_REASON_CHARS - 1] + "…"
-    what, ticks = ("Camera unreachable", "ticks without a frame") if camera else ("BILBO cannot watch", "failed ticks")
-    caption = f"{what} since {clock(since_ts)} ({failures} {ticks}): {reason} — BILBO is NOT watching."
+    what = "Camera unreachable" if camera else "BILBO cannot watch"
+    caption = f"{what} since {clock(since_ts)} ({_failed(failures, camera)}): {reason} — BILBO is NOT watching."
     return Alert(kind=CAMERA, caption=caption, photo_path=None, created_ts=at_ts)
 
 
@@ -194,8 +199,7 @@ def camera_back_alert(
     """
     if not alerted or failures <= 0:
         return None
-    ticks = "ticks without a frame" if camera else "failed ticks"
-    down = f" It was down since {clock(since_ts)} ({failures} {ticks})." if since_ts is not None else ""
+    down = f" It was down since {clock(since_ts)} ({_failed(failures, camera)})." if since_ts is not None else ""
     back = "Camera back" if camera else "BILBO works again"
     caption = f"{back} at {clock(at_ts)} — watching again.{down}"
     return Alert(kind=CAMERA, caption=caption, photo_path=None, created_ts=at_ts)

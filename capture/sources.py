@@ -132,8 +132,13 @@ def blank_frame(image: np.ndarray) -> str | None:
     return f"one flat colour (mean level {mean:.0f} of 255): a covered lens or a camera sending a broken picture"
 
 
+def is_camera_url(source: str) -> bool:
+    """An RTSP camera (a live sensor), as opposed to `sample`, a JPEG file or a snapshot folder."""
+    return source.lower().startswith(("rtsp://", "rtsps://"))
+
+
 def _grab(source: str, *, at: datetime, timeout_s: float, ffmpeg_path: str, audio_s: float) -> CapturedFrame:
-    if source.lower().startswith(("rtsp://", "rtsps://")):
+    if is_camera_url(source):
         return _from_rtsp(source, timeout_s, ffmpeg_path, audio_s)
     if source == "sample":
         return _from_sample(at)
