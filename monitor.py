@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 import retention
+from alerts import store_down
 from alerts.mqtt import publish_state
 from alerts.notifiers import notifier_from_settings
 from alerts.outbox import deliver_pending
@@ -309,10 +310,10 @@ def note_failed_tick(settings: Settings, store: Store, at: datetime, error: Exce
     hanging or password-rejecting camera: what matters to the parent is that no frame reached the models. So do
     BILBO's own failures (models that cannot load, a disk that cannot take the frame: ModelError, OSError), which
     leave the baby just as unwatched; their alert says "BILBO cannot watch" instead of "Camera unreachable". One
-    failed tick does not alert (it takes N in a row). A database that cannot be written is not counted: it cannot
-    record anything. A failure to record (database locked, disk full) is one warning line, never a crash: the
-    tick has already failed and logged why. So is a failure to append its JSONL backup line after the commit (the
-    line then waits in the database for a later tick).
+    failed tick does not alert (it takes N in a row). A database that cannot record the failure (locked, disk full)
+    is one warning line, never a crash, and counts towards `alerts.store_down`'s alert instead: the tick has already
+    failed and logged why. So is a failure to append its JSONL backup line after the commit (the line then waits in
+    the database for a later tick).
     """
     camera = isinstance(error, CaptureError)
     ts = at.timestamp()
@@ -332,8 +333,10 @@ def note_failed_tick(settings: Settings, store: Store, at: datetime, error: Exce
             failure = store.add_capture_failure(ts, reason, alert, camera=camera)
             jsonl.queue(store, settings.jsonl_path, [jsonl.capture_failure_record(failure)])
     except StoreError as exc:
-        log.warning("failed tick not recorded (an outage alert may come a tick late): %s", exc)
+        log.warning("failed tick not recorded: %s", exc)
+        store_down.note_failure(settings, at, exc)
         return
+    store_down.note_success(settings, at)
     if problem := jsonl.write(store, settings.jsonl_path):
         log.warning("failed tick recorded, but %s", problem)
 
@@ -373,15 +376,20 @@ def apply_retention(settings: Settings, store: Store, now: float) -> None:
 
 
 def store_tick(settings: Settings, store: Store, at: datetime, models: LazyCascade, cry: LazyCryModel | None) -> int:
-    """Run the tick and log its one line; 0 stored, 1 failed (a failed tick is recorded: an outage alerts)."""
+    """Run the tick and log its one line; 0 stored, 1 failed (a failed tick is recorded: an outage alerts; a
+    database that cannot be written cannot record it, and counts towards `alerts.store_down`'s alert instead)."""
     try:
         row = tick(settings, store, at, models, cry)
-    except (CaptureError, ModelError, StoreError, OSError) as exc:
+    except StoreError as exc:
         log.error("tick failed: %s", exc)
-        if not isinstance(exc, StoreError):  # a database that cannot be written cannot record the failure either
-            note_failed_tick(settings, store, at, exc)
+        store_down.note_failure(settings, at, exc)
+        return 1
+    except (CaptureError, ModelError, OSError) as exc:
+        log.error("tick failed: %s", exc)
+        note_failed_tick(settings, store, at, exc)
         return 1
     log.info("tick %s", describe(row))
+    store_down.note_success(settings, at)
     return 0
 
 
@@ -405,6 +413,7 @@ def run_once(settings: Settings, at: datetime, models: LazyCascade, cry: LazyCry
         store = Store.open(settings.db_path)
     except StoreError as exc:
         log.error("tick failed: %s", exc)
+        store_down.note_failure(settings, at, exc)
         return 1
     with store:  # no step leaves a transaction open: the dashboard reads and writes freely between steps
         code = store_tick(settings, store, at, models, cry)
@@ -489,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
         acquired = lock.acquire()
     except OSError as exc:
         log.error("tick failed: data dir %s is not usable: %s", settings.data_dir, exc)
+        store_down.note_failure(settings, (args.at or datetime.now()).astimezone(), f"data dir not usable: {exc}")
         return 1
     if not acquired:
         log.info("another tick is still running (lock %s); this one exits", settings.lock_path)

@@ -258,6 +258,10 @@ class Settings:
         return self.data_dir / "frames"
 
     @property
+    def store_health_path(self) -> Path:
+        return self.data_dir / "store-health.json"
+
+    @property
     def lock_path(self) -> Path:
         return self.data_dir / "monitor.lock"
 
