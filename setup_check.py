@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from alerts import store_down
+from alerts.rules import clock
 from capture.ffmpeg import CaptureError, redact_url
 from capture.night import is_infrared
 from capture.sources import CapturedFrame, grab
@@ -49,7 +51,7 @@ def check(settings: Settings, crop_of: CropOf, load_cascade: Callable[[Settings]
     """Every part, in the order a tick uses them; a part that cannot be checked says why (FAIL) and the rest go on.
     `crop_of` and `load_cascade` are the tick's own (monitor.bassinet_crop, monitor.load_cascade), so the check
     uses what the tick would."""
-    lines = [_data_dir(settings), *_database(settings)]
+    lines = [_data_dir(settings), *_database(settings), *_writes(settings)]
     frame, camera = _camera(settings)
     lines.append(camera)
     crop = crop_of(settings)
@@ -115,6 +117,17 @@ def _database(settings: Settings) -> list[Line]:
     else:
         lines.append(Line("ok", "timer", f"newest tick {age_min:.0f} min ago (one every {settings.tick_interval_s} s)"))
     return lines
+
+
+def _writes(settings: Settings) -> list[Line]:
+    """The newest ticks' database writes, as `alerts.store_down` counted them: a database that reads fine may still
+    refuse writes (a full disk, permissions)."""
+    health = store_down.read(settings.store_health_path)
+    if not health.failures or health.back_owed:
+        return []
+    since = f" since {clock(health.since_ts)}" if health.since_ts else ""
+    text = f"the last {health.failures} tick(s) could not write{since}: {health.reason}"
+    return [Line("FAIL", "database writes", text)]
 
 
 def _camera(settings: Settings) -> tuple[CapturedFrame | None, Line]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.test_camera_health import telegram_env, texts
 from tests.test_faults import SMALL_DISK, fill, small_disk  # noqa: F401 - small_disk is a fixture
-from tests.tick_runner import rows, sample_tick
+from tests.tick_runner import rows, run_tick, sample_tick
 
 HINT = "Run `python monitor.py --check` on the BILBO machine."
 
@@ -97,6 +97,10 @@ def test_fewer_failed_ticks_than_camera_down_ticks_end_silently(tmp_path, bot_ap
     db.mkdir()
     failed(tmp_path, "01:04", **env)
     failed(tmp_path, "01:08", **env)
+    check = run_tick(tmp_path, "--check", "--source", "sample")
+    assert check.returncode == 1
+    [line] = [line for line in check.stdout.splitlines() if line.startswith("  ") and "database writes" in line]
+    assert line.split()[0] == "FAIL" and "the last 2 tick(s) could not write since 01:04: " in line, check.stdout
     db.rmdir()
     log = stored(tmp_path, "01:12", **env)
     assert "the database works again after 2 failed tick(s)" in log
