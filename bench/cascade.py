@@ -1,5 +1,7 @@
 """Median latency of the three cascade stages, torch eager vs ONNX Runtime (the tick's backend), 2 threads.
 
+`--threads 1` measures what the tick runs (models.cascade.THREADS: one thread opens and runs faster on 2 cores).
+
 Each stage gets the batch the tick gives it: one crop for presence and face, four for the eyes (two
 eye regions, each with its mirror image: models/preprocess.with_mirror).
 
@@ -135,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", type=Path, default=Path("models/weights"))
     ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--threads", type=int, default=THREADS, help="intra-op threads for both backends")
     ap.add_argument("--quant", action="store_true", help="also try int8 dynamic/static quantisation")
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
     ap.add_argument("--cache", type=Path, default=None, help="data cache for the accuracy cost (train/datasets.py)")
@@ -154,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
+    global THREADS
+    THREADS = args.threads
 
     lat = latency(args.weights, args.runs)
     print(f"batch as the tick runs it {TICK_BATCH}, {THREADS} threads, median of {args.runs} runs")

@@ -59,8 +59,13 @@ class CascadeResult:
         return "unknown"
 
 
+# One thread: on 2 cores, opening the three sessions and one run each took 113 ms with one thread against 156 ms
+# with two (a cold tick opens them every time), and the warm cascade 2.99 ms against 3.46 ms (bench/cascade.py).
+THREADS = 1
+
+
 def _session(path: Path):
-    return open_session(path, threads=2, error=ModelError, hint=_REBUILD)
+    return open_session(path, threads=THREADS, error=ModelError, hint=_REBUILD)
 
 
 class Cascade:
