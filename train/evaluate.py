@@ -24,6 +24,7 @@ import numpy as np
 from models import preprocess as pp
 from models.cascade import MANIFEST, MODEL_FILES
 from models.networks import EYE_CLASSES, FACE_OUTPUTS, INPUT_SIZES, PRESENCE_CLASSES, WIDTH_MULT
+from train.intervals import bootstrap, wilson
 
 EYE_MIN_VAL_COVERAGE = 0.95
 THRESHOLD_GRID = np.round(np.arange(0.50, 1.0, 0.01), 2)
@@ -97,14 +98,22 @@ def classification(pred, y, names, labels=None) -> dict:
     }
 
 
+def detected(out: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each true face: whether the model found it at IoU >= 0.5, and the IoU of its box."""
+    has = y[:, 4] > 0.5
+    ious = np.array([pp.iou(tuple(o[:4]), tuple(t[:4])) for o, t in zip(out[has], y[has], strict=True)])
+    return (ious >= 0.5) & (out[has, 4] > 0), ious
+
+
 def face_metrics(out: np.ndarray, y: np.ndarray) -> dict:
     has = y[:, 4] > 0.5
     found = out[:, 4] > 0
-    ious = np.array([pp.iou(tuple(o[:4]), tuple(t[:4])) for o, t in zip(out[has], y[has], strict=True)])
+    hit, ious = detected(out, y)
     return {
         "n_faces": int(has.sum()),
         "n_no_face": int((~has).sum()),
-        "detection_rate_iou50": round(float(((ious >= 0.5) & found[has]).mean()), 4) if len(ious) else None,
+        "detection_rate_iou50": round(float(hit.mean()), 4) if len(ious) else None,
+        "detection_interval": [round(v, 4) for v in wilson(int(hit.sum()), len(hit))],
         "mean_iou": round(float(ious.mean()), 4) if len(ious) else None,
         "no_face_rejected": round(float((~found[~has]).mean()), 4) if (~has).any() else None,
     }
@@ -118,6 +127,21 @@ def by_source(arrays, stage: str, split: str, fn) -> dict:
         if s == "sample":
             out["sample_day"], out["sample_ir"] = fn((src == s) & ~night), fn((src == s) & night)
     return out
+
+
+def group_of(ref: str) -> str:
+    """What a test item is not independent of: its MRL person, else its image (crib and mask crops of one photo),
+    else itself (each sample-camera frame is its own render; both eyes of one frame share its ref)."""
+    ref = str(ref)
+    return ref.split("|")[1] if "|" in ref else ref.split("#")[0].split("~")[0]
+
+
+def macro_f1_interval(pred: np.ndarray, y: np.ndarray, names, refs: np.ndarray) -> list[float]:
+    """95% bootstrap interval of macro F1, resampling whole groups (`group_of`)."""
+    lo, hi = bootstrap(
+        lambda idx: classification(pred[idx], y[idx], names)["macro_f1"] or 0.0, [group_of(r) for r in refs]
+    )
+    return [round(lo, 4), round(hi, 4)]
 
 
 def choose_threshold(p_open_val: np.ndarray) -> float:
@@ -218,8 +242,16 @@ def confusion_png(mats: dict[str, tuple[list, tuple]], path: Path, cell: int = 6
 
 # ---- the whole evaluation -------------------------------------------------------------------------
 def evaluate_and_write(
-    arrays: dict, weights: Path, fits: dict, train_info: dict, report: Path | None, data: Path | None = None
+    arrays: dict,
+    weights: Path,
+    fits: dict,
+    train_info: dict,
+    report: Path | None,
+    data: Path | None = None,
+    trained: datetime | None = None,
 ) -> dict:
+    """Score the ONNX weights on the test split; write the manifest beside them and the report. `trained` is when
+    the weights were made (default now: right after training); a re-evaluation keeps the weights' own date."""
 
     data = data or Path("../shared/data")
     s = _sessions(weights)
@@ -230,8 +262,15 @@ def evaluate_and_write(
     out = run_onnx(s["presence"], A("presence", "test", "x"))
     p = pp.softmax(out)[:, 1]
     pred, y = (p >= 0.5).astype(int), A("presence", "test", "y")
+    refs_p = A("presence", "test", "ref")
     results["presence"] = by_source(
-        arrays, "presence", "test", lambda m: classification(pred[m], y[m], PRESENCE_CLASSES)
+        arrays,
+        "presence",
+        "test",
+        lambda m: {
+            **classification(pred[m], y[m], PRESENCE_CLASSES),
+            "macro_f1_interval": macro_f1_interval(pred[m], y[m], PRESENCE_CLASSES, refs_p[m]),
+        },
     )
     errors["presence"] = (
         np.abs(p - y),
@@ -272,16 +311,18 @@ def evaluate_and_write(
     ye, conf = A("eyes", "test", "y"), np.maximum(pe, 1 - pe)
     prede, covered = (pe >= 0.5).astype(int), conf >= threshold
 
+    refs = A("eyes", "test", "ref")
+
     def eye_eval(m):
         r = classification(prede[m], ye[m], EYE_CLASSES)
         mc = m & covered
         r["coverage"] = round(float(mc.sum() / max(1, m.sum())), 4)
         r["at_threshold"] = classification(prede[mc], ye[mc], EYE_CLASSES)
+        r["at_threshold"]["macro_f1_interval"] = macro_f1_interval(prede[mc], ye[mc], EYE_CLASSES, refs[mc])
         return r
 
     results["eyes"] = by_source(arrays, "eyes", "test", eye_eval)
     mrl = A("eyes", "test", "source") == "mrl"
-    refs = A("eyes", "test", "ref")
     subjects = np.array([r.split("|")[1] for r in refs[mrl]])
     results["eyes_per_subject"] = {
         sub: {
@@ -321,19 +362,29 @@ def evaluate_and_write(
         "eyes_macro_f1_at_threshold": {k: v["at_threshold"]["macro_f1"] for k, v in results["eyes"].items()},
         "eyes_coverage": {k: v["coverage"] for k, v in results["eyes"].items()},
         "eyes_threshold": threshold,
+        "intervals_95": {
+            "how": "train/intervals.py: macro F1 by bootstrap over whole groups (MRL people, crib/mask photos, "
+            "sample frames); face detection by Wilson over faces",
+            "presence_macro_f1": {k: v["macro_f1_interval"] for k, v in results["presence"].items()},
+            "face_detection_iou50": {k: v["detection_interval"] for k, v in results["face"].items()},
+            "eyes_macro_f1_at_threshold": {
+                k: v["at_threshold"]["macro_f1_interval"] for k, v in results["eyes"].items()
+            },
+        },
         "haar_eye_baseline_mrl_macro_f1": results["haar_eye_baseline_mrl_test"]["macro_f1"],
     }
-    manifest = write_manifest(weights, arrays, fits, train_info, results, headline, threshold, data)
+    manifest = write_manifest(weights, arrays, fits, train_info, results, headline, threshold, trained)
     if report is not None:
         write_report(report, manifest, results, errors)
     return manifest
 
 
-def write_manifest(weights: Path, arrays, fits, train_info, results, headline, threshold, data: Path) -> dict:
+def write_manifest(weights: Path, arrays, fits, train_info, results, headline, threshold, trained) -> dict:
+    """The version names the weights by their content (a digest of the three files) and the day they were made."""
     from train.datasets import counts
 
     digest = hashlib.sha256(b"".join((weights / MODEL_FILES[k]).read_bytes() for k in MODEL_FILES)).hexdigest()[:8]
-    now = datetime.now(UTC)
+    now = trained or datetime.now(UTC)
     n = counts(arrays)
     inputs = {
         "presence": "bassinet crop, square resize, RGB",
@@ -422,25 +473,39 @@ def write_report(report: Path, manifest: dict, results: dict, errors: dict) -> N
         "",
         "## Headline",
         "",
-        "| stage | source | metric | value | target |",
-        "|---|---|---|---|---|",
+        "| stage | source | metric | value | 95% interval | target |",
+        "|---|---|---|---|---|---|",
     ]
+    ci = h.get("intervals_95", {})
+
+    def span(metric: str, source: str) -> str:
+        lo_hi = ci.get(metric, {}).get(source)
+        return f"{lo_hi[0]:.3f}–{lo_hi[1]:.3f}" if lo_hi else ""
+
     for k, v in h["presence_macro_f1"].items():
-        L.append(f"| presence | {k} (synthetic) | macro F1 | {v} | 0.99 |")
+        L.append(f"| presence | {k} (synthetic) | macro F1 | {v} | {span('presence_macro_f1', k)} | 0.99 |")
     for k, v in h["face_detection_iou50"].items():
         kind = "real" if k == "mask" else "synthetic"
-        L.append(f"| face | {k} ({kind}) | detection @IoU0.5 / mean IoU | {v} / {h['face_mean_iou'][k]} | 0.95 |")
+        L.append(
+            f"| face | {k} ({kind}) | detection @IoU0.5 / mean IoU | {v} / {h['face_mean_iou'][k]} "
+            f"| {span('face_detection_iou50', k)} | 0.95 |"
+        )
     for k, v in h["eyes_macro_f1_at_threshold"].items():
         kind = "real IR, held-out people" if k == "mrl" else "synthetic"
         L.append(
             f"| eyes | {k} ({kind}) | macro F1 at threshold {h['eyes_threshold']} (coverage) "
-            f"| {v} ({h['eyes_coverage'][k]}) | 0.95 at >= 0.90 |"
+            f"| {v} ({h['eyes_coverage'][k]}) | {span('eyes_macro_f1_at_threshold', k)} | 0.95 at >= 0.90 |"
         )
     b = results["haar_eye_baseline_mrl_test"]
     L += [
-        f"| eyes | mrl | macro F1, every crop (no unknown) | {h['eyes_macro_f1_all'].get('mrl')} | |",
+        f"| eyes | mrl | macro F1, every crop (no unknown) | {h['eyes_macro_f1_all'].get('mrl')} | | |",
         f"| eyes peer | mrl | haarcascade_eye finds an eye = open | {b['macro_f1']} ({b['ms_per_crop']} ms/crop) "
-        f"| ours: {results['eyes_ms_per_crop_onnx']} ms/crop |",
+        f"| | ours: {results['eyes_ms_per_crop_onnx']} ms/crop |",
+        "",
+        "95% intervals (train/intervals.py): macro F1 by a bootstrap that resamples whole groups — the MRL "
+        "people, the photos that crib and mask crops come from, the sample camera's frames — since crops of one "
+        "person are not independent trials; face detection by a Wilson interval over the faces. Six test people "
+        "and 32 real faces make wide intervals: read the values with them.",
         "",
         "Infrared vs colour: eyes `mrl` are all infrared; `sample_day` / `sample_ir` split the synthetic "
         "camera's colour and infrared frames. `crib` and `mask` are colour only. `drowsy` (colour eyes) is "
@@ -582,7 +647,8 @@ def main(argv: list[str] | None = None) -> int:
     arrays = datasets.load_or_build(args.data, args.cache)
     old = json.loads((args.weights / MANIFEST).read_text())
     fits = {k: v.get("training", {}) for k, v in old["models"].items()}
-    m = evaluate_and_write(arrays, args.weights, fits, old["training"], args.report, args.data)
+    trained = datetime.fromisoformat(old["date"])
+    m = evaluate_and_write(arrays, args.weights, fits, old["training"], args.report, args.data, trained)
     print(json.dumps(m["headline"], indent=1))
     return 0
 
