@@ -30,7 +30,7 @@ from models.networks import INPUT_SIZES, MEMBERS, MeanOfMembers, build, build_me
 
 # ---- configuration -------------------------------------------------------------------------
 SEED = 0
-FULL = {"epochs": {"presence": 20, "face": 28, "eyes": 12}, "patience": 5, "limit": 1.0}
+FULL = {"epochs": {"presence": 20, "face": 40, "eyes": 12}, "patience": 5, "limit": 1.0}
 QUICK = {"epochs": {"presence": 1, "face": 1, "eyes": 1}, "patience": 1, "limit": 0.05}
 BATCH, LR, WEIGHT_DECAY = 64, 2e-3, 1e-4
 AUG = {  # probabilities / ranges of the training augmentation
