@@ -492,13 +492,14 @@ def main(argv: list[str] | None = None) -> int:
         import setup_check
 
         return setup_check.run(settings, crop_of=bassinet_crop, load_cascade=load_cascade)
+    at = (args.at or datetime.now()).astimezone()
     try:
         settings.frames_dir.mkdir(parents=True, exist_ok=True)
         lock = TickLock(settings.lock_path)
         acquired = lock.acquire()
     except OSError as exc:
         log.error("tick failed: data dir %s is not usable: %s", settings.data_dir, exc)
-        store_down.note_failure(settings, (args.at or datetime.now()).astimezone(), f"data dir not usable: {exc}")
+        store_down.note_failure(settings, at, f"data dir not usable: {exc}")
         return 1
     if not acquired:
         log.info("another tick is still running (lock %s); this one exits", settings.lock_path)
@@ -506,7 +507,6 @@ def main(argv: list[str] | None = None) -> int:
     with lock:
         if args.night:
             return run_night(settings, args.night)
-        at = (args.at or datetime.now()).astimezone()
         return run_once(settings, at, LazyCascade(settings))
 
 

@@ -156,6 +156,12 @@ def combine(alerts: list[Alert]) -> list[Alert]:
     return [Alert(kind=kind, caption=caption, photo_path=photo, created_ts=first.created_ts, tick_id=first.tick_id)]
 
 
+def one_line(reason: str) -> str:
+    """An error message as an alert shows it: one line, at most MAX_REASON_CHARS."""
+    reason = " ".join(reason.split())
+    return reason if len(reason) <= MAX_REASON_CHARS else reason[: MAX_REASON_CHARS - 1] + "…"
+
+
 def _failed(failures: int, camera: bool) -> str:
     """How an outage's captions count its ticks: the camera's ('3 ticks without a frame') or BILBO's own."""
     return f"{failures} ticks without a frame" if camera else f"{failures} failed ticks"
@@ -180,9 +186,7 @@ def camera_down_alert(
     """
     if down_ticks <= 0 or alerted or failures < down_ticks:
         return None
-    reason = " ".join(reason.split())
-    if len(reason) > MAX_REASON_CHARS:
-        reason = reason[: MAX_REASON_CHARS - 1] + "…"
+    reason = one_line(reason)
     what = "Camera unreachable" if camera else "BILBO cannot watch"
     caption = f"{what} since {clock(since_ts)} ({_failed(failures, camera)}): {reason} — BILBO is NOT watching."
     return Alert(kind=CAMERA, caption=caption, photo_path=None, created_ts=at_ts)

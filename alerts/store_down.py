@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 from alerts.notifiers import NotifyError, notifier_from_settings
-from alerts.rules import MAX_REASON_CHARS, clock
+from alerts.rules import clock, one_line
 from db.store import Alert
 from settings import Settings
 
@@ -51,8 +51,7 @@ def note_failure(settings: Settings, at: datetime, error: Exception | str) -> No
     if health.back_owed:  # down again before "stores again" got out: a new outage, told anew
         health = Health()
     ts = at.timestamp()
-    reason = " ".join(str(error).split())
-    reason = reason if len(reason) <= MAX_REASON_CHARS else reason[: MAX_REASON_CHARS - 1] + "…"
+    reason = one_line(str(error))
     health.failures += 1
     health.since_ts = health.since_ts or ts
     health.reason = reason
