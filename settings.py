@@ -195,7 +195,7 @@ class Settings:
     ffmpeg_path: str = ""
     diff_threshold: float = 2.0
     presence_threshold: float = 0.5
-    face_threshold: float = 0.5
+    face_threshold: float | None = None  # None: the threshold chosen on validation (models/weights/manifest.json)
     eye_threshold: float | None = None  # None: the threshold chosen on validation (models/weights/manifest.json)
     wake_window: int = 3
     wake_needed: int = 2
@@ -294,7 +294,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "ffmpeg_path": _text,
     "diff_threshold": _positive_float,
     "presence_threshold": _unit_float,
-    "face_threshold": _unit_float,
+    "face_threshold": _optional_unit_float,
     "eye_threshold": _optional_unit_float,
     "wake_window": _positive_int,
     "wake_needed": _positive_int,

@@ -108,7 +108,7 @@ def quantise(weights: Path, arrays: dict | None, tmp: Path) -> dict[str, dict[st
 
 def accuracy(paths: dict[str, Path], arrays: dict) -> dict:
     """Test-split headline metric per stage for one set of model files."""
-    from train.evaluate import classification, eye_p_open, face_metrics, run_onnx
+    from train.evaluate import classification, decode_all, eye_p_open, face_metrics, run_onnx
 
     res = {}
     for kind, path in paths.items():
@@ -122,6 +122,7 @@ def accuracy(paths: dict[str, Path], arrays: dict) -> dict:
             continue
         out = run_onnx(sess, arrays[f"{kind}_test_x"])
         if kind == "face":
+            out = decode_all(out)
             res[kind] = {
                 str(s): face_metrics(out[src == s], y[src == s])["detection_rate_iou50"] for s in sorted(set(src))
             }

@@ -2,11 +2,11 @@
 
     python -m models.cascade [--stage all|presence|face|eyes] [--crop x1,y1,x2,y2] PATH... --json
 
-One JSON object per image and line: {"path", "presence": {"label", "confidence"}, "face": {"box", "confidence"},
-"eyes": {"label", "confidence"}, "night"}. Boxes are in the input image's pixels. A stage that did not
-run is null (e.g. face and eyes for --stage presence); a stage the cascade stopped before (no baby, no
-face) reports box null / eyes "unknown" with confidence null. --stage eyes treats each image as one
-eye crop and runs only the eye classifier. No torch.
+One JSON object per image and line: {"path", "presence": {"label", "confidence"}, "face": {"box", "confidence",
+"eyes"}, "eyes": {"label", "confidence"}, "night"}; face.eyes is the infant's [left, right] eye centre. Boxes
+are in the input image's pixels. A stage that did not run is null (e.g. face and eyes for --stage
+presence); a stage the cascade stopped before (no baby, no face) reports box null / eyes "unknown"
+with confidence null. --stage eyes treats each image as one eye crop and runs only the eye classifier. No torch.
 """
 
 from __future__ import annotations
@@ -54,12 +54,16 @@ def classify(c: Cascade, path: Path, stage: str, crop) -> dict:
     out["presence"] = {"label": "present" if present else "not_present", "confidence": _r(p if present else 1 - p)}
     if stage == "presence":
         return out
-    face_box, face_conf = c.face(img, box) if present else (None, None)
+    face_box, face_conf, eye_points = c.find_face(img, box) if present else (None, None, None)
     found = face_conf is not None and face_conf >= c.face_threshold
-    out["face"] = {"box": [_r(v) for v in face_box] if found else None, "confidence": _r(face_conf)}
+    out["face"] = {
+        "box": [_r(v) for v in face_box] if found else None,
+        "confidence": _r(face_conf),
+        "eyes": [[_r(v) for v in p] for p in eye_points] if found else None,
+    }
     if stage == "face":
         return out
-    label, conf = c.eyes(img, face_box) if found else ("unknown", None)
+    label, conf = c.eyes(img, face_box, eye_points) if found else ("unknown", None)
     out["eyes"] = {"label": label, "confidence": _r(conf)}
     return out
 

@@ -2,12 +2,16 @@
 
 numpy + OpenCV only. Every model sees `normalise(uint8 RGB HxWx3)` of a square resize:
 - presence: the bassinet crop, PRESENCE_SIZE square, colour (night frames are already gray);
-- face: the bassinet crop, FACE_SIZE square; the box is predicted normalised to the crop;
+- face: the bassinet crop letterboxed (aspect kept, grey padding) into a FACE_SIZE square; the model gives dense
+  maps on a FACE_STRIDE grid (face-centre heat map, centre offset, box size, both eye centres) that
+  `decode_face` turns into one face box and its two eyes in frame pixels;
 - eyes: one eye at a time. Inside a face box the two eye regions sit at fixed face geometry
   (EYE_CENTRES, EYE_SIDE: measured on the sample camera's renders and matching the usual
   brow-to-chin face box of real photos); each region (or a whole single-eye image) becomes an
   EYE_SIZE square, grayscale replicated to 3 channels so day and infrared share one path, with a
   2nd-98th percentile contrast stretch so a dim infrared crop and a bright webcam crop look alike.
+  Where the face stage gives the eye centres, each eye is cut where it is and turned upright along the line
+  between the eyes (`upright_eye`): a baby lies at any angle, and an eye on its side looks like neither class.
 """
 
 from __future__ import annotations
@@ -16,7 +20,20 @@ import cv2
 import numpy as np
 
 PRESENCE_SIZE = 96
-FACE_SIZE = 128
+FACE_SIZE = 192
+FACE_STRIDE = 16
+FACE_PAD = 128  # grey of the letterbox bands
+# Face target / decoded face, in letterboxed input pixels: found (0/1), centre, size, the infant's own left and
+# right eye centres, and whether the eyes are known (adult-face boxes and human corrections carry no eyes).
+FACE_TARGET = ("found", "cx", "cy", "w", "h", "left_x", "left_y", "right_x", "right_y", "eyes_known")
+# Dense face maps (channels): heat-map logit, centre offset within the cell (x, y, in cells), log of the box size
+# over the input size (w, h), eye offsets from the centre in box widths (left x, y, right x, y).
+FACE_MAPS = ("heat", "off_x", "off_y", "log_w", "log_h", "left_dx", "left_dy", "right_dx", "right_dy")
+# An eye crop cut at an eye centre: its side is EYE_SIDE_IOD x the distance between the eyes (an adult MRL crop
+# holds the eye in about 3/4 of its width, and an eye is about half the inter-ocular distance wide), and never
+# below EYE_SIDE_MIN_FACE x the face box's side (a face seen from the side has its eyes close together).
+EYE_SIDE_IOD = 0.7
+EYE_SIDE_MIN_FACE = 0.16
 EYE_SIZE = 64
 # Eye centres as fractions of the face box (x, y), left then right in the image, and the side of the
 # square eye region as a fraction of the face box width. See train/datasets.py (sample_face_box).
@@ -43,6 +60,85 @@ def square_rgb(frame_bgr: np.ndarray, crop: tuple[int, int, int, int] | None, si
     x1, y1, x2, y2 = crop_box(frame_bgr, crop)
     region = cv2.resize(frame_bgr[y1:y2, x1:x2], (size, size), interpolation=cv2.INTER_AREA)
     return cv2.cvtColor(region, cv2.COLOR_BGR2RGB)
+
+
+class Letterbox:
+    """A crop placed, aspect kept, in the middle of a size x size square: frame <-> input pixel mapping."""
+
+    def __init__(self, crop: tuple[int, int, int, int], size: int):
+        x1, y1, x2, y2 = crop
+        self.crop, self.size = crop, size
+        self.scale = size / max(x2 - x1, y2 - y1)
+        self.ox = (size - (x2 - x1) * self.scale) / 2 - x1 * self.scale
+        self.oy = (size - (y2 - y1) * self.scale) / 2 - y1 * self.scale
+
+    def to_input(self, x: float, y: float) -> tuple[float, float]:
+        return (x * self.scale + self.ox, y * self.scale + self.oy)
+
+    def to_frame(self, x: float, y: float) -> tuple[float, float]:
+        return ((x - self.ox) / self.scale, (y - self.oy) / self.scale)
+
+
+def letterbox(frame_bgr: np.ndarray, crop: tuple[int, int, int, int] | None, size: int) -> tuple[np.ndarray, Letterbox]:
+    """The crop, aspect kept, centred in a grey size x size square (RGB uint8), and its mapping."""
+    box = crop_box(frame_bgr, crop)
+    lb = Letterbox(box, size)
+    x1, y1, x2, y2 = box
+    w, h = max(1, round((x2 - x1) * lb.scale)), max(1, round((y2 - y1) * lb.scale))
+    region = cv2.resize(frame_bgr[y1:y2, x1:x2], (min(w, size), min(h, size)), interpolation=cv2.INTER_AREA)
+    out = np.full((size, size, 3), FACE_PAD, np.uint8)
+    top, left = (size - region.shape[0]) // 2, (size - region.shape[1]) // 2
+    out[top : top + region.shape[0], left : left + region.shape[1]] = region
+    lb.ox, lb.oy = left - x1 * lb.scale, top - y1 * lb.scale  # the rounding of the pasted region, exactly
+    return cv2.cvtColor(out, cv2.COLOR_BGR2RGB), lb
+
+
+def decode_face(maps: np.ndarray, size: int = FACE_SIZE) -> tuple[float, np.ndarray]:
+    """Dense face maps (len(FACE_MAPS), H, W) -> (face probability, FACE_TARGET vector in input pixels) at the
+    most confident cell."""
+    heat = maps[0]
+    iy, ix = np.unravel_index(int(np.argmax(heat)), heat.shape)
+    stride = size / heat.shape[1]
+    v = maps[:, iy, ix].astype(np.float64)
+    cx, cy = (ix + 0.5 + v[1]) * stride, (iy + 0.5 + v[2]) * stride
+    w, h = np.exp(np.clip(v[3:5], -6, 1)) * size
+    eyes = (cx + v[5] * w, cy + v[6] * w, cx + v[7] * w, cy + v[8] * w)
+    p = float(1.0 / (1.0 + np.exp(-float(v[0]))))
+    return p, np.array([1.0, cx, cy, w, h, *eyes, 1.0])
+
+
+def face_in_frame(target: np.ndarray, lb: Letterbox) -> tuple[Box, tuple[tuple[float, float], tuple[float, float]]]:
+    """A FACE_TARGET vector (input pixels) -> (face box, (left eye, right eye)) in frame pixels."""
+    _f, cx, cy, w, h, lx, ly, rx, ry = (float(v) for v in target[:9])
+    a, b = lb.to_frame(cx - w / 2, cy - h / 2), lb.to_frame(cx + w / 2, cy + h / 2)
+    return (a[0], a[1], b[0], b[1]), (lb.to_frame(lx, ly), lb.to_frame(rx, ry))
+
+
+def eye_side(face_box: Box, eyes: tuple[tuple[float, float], tuple[float, float]]) -> float:
+    (lx, ly), (rx, ry) = eyes
+    face_side = max(face_box[2] - face_box[0], face_box[3] - face_box[1])
+    return max(EYE_SIDE_IOD * float(np.hypot(lx - rx, ly - ry)), EYE_SIDE_MIN_FACE * face_side, 2.0)
+
+
+def upright_eye(image: np.ndarray, eye: tuple[float, float], angle_deg: float, side: float) -> np.ndarray:
+    """One eye cut at its centre and turned so that a line at angle_deg (image degrees, y down: the line from the
+    infant's right eye to its left eye) is horizontal, i.e. the face reads upright; side x side frame pixels ->
+    EYE_SIZE x EYE_SIZE x 3 uint8 gray with eye_gray's contrast stretch."""
+    gray = to_gray(image)
+    k = EYE_SIZE / max(side, 1e-3)
+    m = cv2.getRotationMatrix2D((float(eye[0]), float(eye[1])), float(angle_deg), k)
+    m[:, 2] += (EYE_SIZE / 2 - eye[0], EYE_SIZE / 2 - eye[1])
+    interp = cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR
+    crop = cv2.warpAffine(gray, m, (EYE_SIZE, EYE_SIZE), flags=interp, borderMode=cv2.BORDER_REPLICATE)
+    return eye_gray(crop)
+
+
+def eye_pair(image: np.ndarray, face_box: Box, eyes: tuple[tuple[float, float], tuple[float, float]]) -> list:
+    """Both eyes (left, right) cut upright at their centres (upright_eye), for the eye stage."""
+    (lx, ly), (rx, ry) = eyes
+    angle = float(np.degrees(np.arctan2(ly - ry, lx - rx)))
+    side = eye_side(face_box, eyes)
+    return [upright_eye(image, e, angle, side) for e in eyes]
 
 
 def eye_regions(face_box: Box) -> list[Box]:

@@ -161,6 +161,7 @@ def test_frames_are_split_by_whole_nights_and_the_newest_night_is_held_out(nurse
 
 
 def test_labels_come_only_from_humans_a_correction_beats_a_review_and_places_the_eyes(nursery, tmp_path):
+    from train import face_data
     from train.retrain import examples, gather
 
     data, _ = copies(nursery, tmp_path)
@@ -184,7 +185,7 @@ def test_labels_come_only_from_humans_a_correction_beats_a_review_and_places_the
     crop = pp.crop_box(frame, f.crop)
     assert f.corrected and f.truth["eyes"] == "open" and f.truth["face_box"] == human_box
     assert got["presence"][0][1] == 1  # the review confirms the model's "present"
-    assert np.allclose(got["face"][0][1][:4], pp.box_to_crop01(human_box, crop)) and got["face"][0][1][4] == 1.0
+    assert np.allclose(got["face"][0][1], face_data.example(frame, crop, human_box)[1]) and got["face"][0][1][0] == 1.0
     assert [y for _x, y in got["eyes"]] == [1, 1]
     for (x, _y), region in zip(got["eyes"], pp.eye_regions(human_box), strict=True):
         assert np.array_equal(x, pp.eye_gray(frame, region)[:, :, 0])
@@ -193,7 +194,7 @@ def test_labels_come_only_from_humans_a_correction_beats_a_review_and_places_the
     frame = cv2.imread(str(f.path))
     got, crop = examples(frame, f), pp.crop_box(frame, f.crop)
     assert not f.corrected and [y for _x, y in got["eyes"]] == [0, 0]  # the model's "closed", confirmed
-    assert np.allclose(got["face"][0][1][:4], pp.box_to_crop01(reviewed.face_box, crop))
+    assert np.allclose(got["face"][0][1], face_data.example(frame, crop, reviewed.face_box)[1])
 
 
 def test_training_labels_rank_human_correction_over_review_over_teacher_and_only_humans_validate_or_test():
@@ -248,7 +249,7 @@ def test_teacher_labels_train_on_training_nights_and_never_reach_the_held_out_ni
 
 # ---- the whole command --------------------------------------------------------------------------------
 @needs_training
-def test_a_candidate_cannot_beat_models_already_perfect_on_the_held_out_night_so_nothing_changes(
+def test_a_candidate_is_promoted_only_when_it_beats_the_current_models_on_the_held_out_night(
     nursery, tmp_path, base_cache
 ):
     data, models = copies(nursery, tmp_path)
@@ -263,16 +264,22 @@ def test_a_candidate_cannot_beat_models_already_perfect_on_the_held_out_night_so
 
     done = retrain(*retrain_args(data, models, base_cache))
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "KEPT the current models" in done.stdout
     assert "plus 1 frames only the fallback labeller labelled, for training" in done.stdout
     assert "skipped: 1 frame removed by retention, 1 frame missing on disk" in done.stdout
     (candidate,) = (data / "retrain").glob("candidate-*")
     entry = json.loads((candidate / "manifest.json").read_text())["retrain"]
     current, cand = entry["held_out"]["current"], entry["held_out"]["candidate"]
-    assert current["state"]["all"]["accuracy"] == 1.0, "precondition: the shipped weights are right on every frame"
-    assert entry["promoted"] is False
-    assert f"state accuracy {cand['state']['all']['accuracy']} is not better than the current 1.0" in entry["why"]
-    assert files(models) == before and not list((data / "retrain").glob("previous-*"))
+    # The shipped weights are no longer right on every sample-camera frame (their eye centres are coarse: see
+    # models/networks.FaceNet), so either outcome can be right here; the rule must hold whichever it is.
+    cur_acc, cand_acc = current["state"]["all"]["accuracy"], cand["state"]["all"]["accuracy"]
+    kept = cand_acc <= cur_acc
+    assert entry["promoted"] is (not kept)
+    if kept:
+        assert "KEPT the current models" in done.stdout
+        assert f"state accuracy {cand_acc} is not better than the current {cur_acc}" in entry["why"]
+        assert files(models) == before and not list((data / "retrain").glob("previous-*"))
+    else:
+        assert files(models) != before and list((data / "retrain").glob("previous-*"))
 
     used = entry["human_labelled_frames"]
     assert used["used"] == 117 and used["per_role"] == {"train": 77, "held_out": 40} and used["teacher_only"] == 1
@@ -284,7 +291,7 @@ def test_a_candidate_cannot_beat_models_already_perfect_on_the_held_out_night_so
 
     report = Path(done.stdout.strip().splitlines()[-1].split("report ")[-1])
     text = report.read_text()
-    assert report.parent == data / "retrain" and "**KEPT the current models.**" in text
+    assert report.parent == data / "retrain" and ("**KEPT the current models.**" in text) is kept
     for part in ("| presence | macro_f1 |", "| face | detected_iou50 |", "| eyes | macro_f1 |", "| state | accuracy |"):
         assert part in text
     assert "eyes / closed (n " in text and "| 2026-11-20 | held_out | 40 |" in text

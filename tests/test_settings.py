@@ -92,15 +92,19 @@ def test_env_example_is_complete_and_valid():
     assert settings.camera_url == "sample"
 
 
-def test_eye_threshold_defaults_to_the_models_validated_threshold(tmp_path):
+def test_face_and_eye_thresholds_default_to_the_models_validated_thresholds(tmp_path):
     from models.cascade import Cascade
 
     settings = load_settings(None, environ={})
-    assert settings.eye_threshold is None
-    cascade = Cascade.load(settings.models_dir, eye_threshold=settings.eye_threshold)
+    assert settings.eye_threshold is None and settings.face_threshold is None
+    cascade = Cascade.load(
+        settings.models_dir, face_threshold=settings.face_threshold, eye_threshold=settings.eye_threshold
+    )
     manifest = json.loads((settings.models_dir / "manifest.json").read_text())
     assert cascade.eye_threshold == manifest["models"]["eyes"]["threshold"]
+    assert cascade.face_threshold == manifest["models"]["face"]["threshold"]
     assert Cascade.load(settings.models_dir, eye_threshold=0.9).eye_threshold == 0.9
+    assert Cascade.load(settings.models_dir, face_threshold=0.35).face_threshold == 0.35
 
 
 def test_fallback_labeller_is_off_by_default_and_needs_a_model_when_on():

@@ -73,21 +73,63 @@ def test_onnx_export_matches_torch(tmp_path, kind):
     assert vision.onnx_max_diff(model, path, x) < 1e-4  # batch of 3: the exported batch axis is dynamic
 
 
-def test_face_augmentation_moves_the_box_with_the_face(monkeypatch):
-    from train import vision
+def test_face_augmentation_moves_the_box_and_eyes_with_the_face_and_a_flip_swaps_the_eyes(monkeypatch):
+    from train import face_data, vision
 
-    x = np.zeros((16, pp.FACE_SIZE, pp.FACE_SIZE, 3), np.uint8)
-    x[:, 40:80, 30:70] = 255
-    y = torch.tensor([[30 / 128, 40 / 128, 70 / 128, 80 / 128, 1.0]] * 16)
+    size = pp.FACE_SIZE
+    x = np.zeros((16, size, size, 3), np.uint8)
+    x[:, 60:120, 40:100] = 255
+    x[:, 80:84, 52:56] = 40  # the baby's right eye (image left when upright)
+    x[:, 80:84, 84:88] = 90  # its left eye, a different grey
+    y = face_data.target(pp.Letterbox((0, 0, size, size), size), (40, 60, 100, 120), ((86, 82), (54, 82)))
     monkeypatch.setitem(vision.AUG, "occlude_p", 0.0)  # a bright patch would confuse the check below
-    xa, ya = vision.augment(vision._float01(x), y, "face", torch.Generator().manual_seed(3))
-    for img, box in zip(xa, ya, strict=True):
-        bright = (img.mean(0) > 0.5).nonzero()
-        if len(bright) < 50:
-            continue  # occluded or blacked out by contrast: nothing to check
+    monkeypatch.setitem(vision.AUG, "blur_p", 0.0)
+    monkeypatch.setitem(vision.AUG, "noise_sd", 0.0)
+    xa, ya = vision.augment(
+        vision._float01(x), torch.tensor(np.stack([y] * 16)), "face", torch.Generator().manual_seed(3)
+    )
+    for img, t in zip(xa, ya, strict=True):
+        bright = (img.mean(0) > img.mean(0).max() * 0.8).nonzero()
         ys, xs = bright[:, 0].float(), bright[:, 1].float()
-        seen = (float(xs.min()) / 128, float(ys.min()) / 128, float(xs.max() + 1) / 128, float(ys.max() + 1) / 128)
-        assert pp.iou(tuple(box[:4].tolist()), seen) > 0.6
+        seen = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+        assert pp.iou(face_data.decoded_box(t.numpy()), seen) > 0.7
+        face = float(img.mean(0)[int(t[2]) + 15, int(t[1])])
+        for ex, ey in ((t[5], t[6]), (t[7], t[8])):  # both points still sit on a (dark) eye
+            assert float(img.mean(0)[int(ey), int(ex)]) < 0.6 * face
+        # a face stays upright under a flip, so its left eye (its own) stays on the image's right
+        assert t[5] > t[7]
+
+
+def test_face_crops_turned_by_any_angle_keep_face_and_eyes_on_the_face():
+    from train import face_data
+
+    img = np.full((300, 400, 3), 200, np.uint8)
+    cv2.rectangle(img, (180, 100), (240, 160), (0, 0, 255), -1)  # the face
+    eyes = ((225, 120), (195, 120))  # left, right (an upright face seen from above)
+    for angle in (0, 37, 90, 180, -120):
+        x, y = face_data.example(img, (100, 50, 350, 250), (180, 100, 240, 160), eyes, angle)
+        red = cv2.cvtColor(x, cv2.COLOR_RGB2BGR)[:, :, 2] > 150
+        for px, py in ((y[1], y[2]), (y[5], y[6]), (y[7], y[8])):
+            assert red[int(py), int(px)], (angle, px, py)
+        assert np.hypot(y[5] - y[7], y[6] - y[8]) > 10
+
+
+def test_face_maps_decode_to_the_box_and_eyes_they_were_trained_on():
+    from train import face_data, vision
+
+    size, cells = pp.FACE_SIZE, pp.FACE_SIZE // pp.FACE_STRIDE
+    y = face_data.target(pp.Letterbox((0, 0, size, size), size), (50, 70, 110, 130), ((95, 90), (65, 92)))
+    maps = np.zeros((len(pp.FACE_MAPS), cells, cells), np.float32)
+    maps[0] = -5
+    cx, cy = y[1] / pp.FACE_STRIDE, y[2] / pp.FACE_STRIDE
+    ix, iy = int(cx), int(cy)
+    eye_offsets = [(y[5] - y[1]) / y[3], (y[6] - y[2]) / y[3], (y[7] - y[1]) / y[3], (y[8] - y[2]) / y[3]]
+    maps[:, iy, ix] = [5, cx - ix - 0.5, cy - iy - 0.5, np.log(y[3] / size), np.log(y[4] / size), *eye_offsets]
+    p, got = pp.decode_face(maps, size)
+    assert p > 0.99 and np.allclose(got[:9], y[:9], atol=1e-3)
+    loss_right = vision.face_loss(torch.from_numpy(maps)[None], torch.from_numpy(y)[None])
+    maps[5:] += 0.3
+    assert vision.face_loss(torch.from_numpy(maps)[None], torch.from_numpy(y)[None]) > loss_right
 
 
 @pytest.mark.skipif(not (DATA / "images" / "mrl_eyes").is_dir(), reason="needs ../shared/data")
@@ -120,6 +162,8 @@ def test_cli_json_without_torch(tmp_path):
     assert full["presence"]["label"] == "present" and full["eyes"]["label"] in ("open", "closed", "unknown")
     x1, y1, x2, y2 = full["face"]["box"]
     assert BASSINET_CROP[0] <= x1 < x2 <= BASSINET_CROP[2] and BASSINET_CROP[1] <= y1 < y2 <= BASSINET_CROP[3]
+    (lx, ly), (rx, ry) = full["face"]["eyes"]
+    assert x1 <= min(lx, rx) and max(lx, rx) <= x2 and y1 <= min(ly, ry) and max(ly, ry) <= y2
     assert eye["presence"] is None and eye["face"] is None and eye["eyes"]["label"] in ("open", "closed", "unknown")
     assert face["eyes"] is None and face["presence"] is not None
 
@@ -148,9 +192,10 @@ def test_a_stage_of_several_members_answers_with_their_mean(kind):
     with torch.no_grad():
         got = MeanOfMembers(members).eval()(x)
         outs = [m(x) for m in members]
-    if kind == "face":  # the mean box, and the mean face-found probability (as a logit, like one FaceNet)
-        assert torch.allclose(got[:, :4], torch.stack([o[:, :4] for o in outs]).mean(0), atol=1e-6)
-        assert torch.allclose(torch.sigmoid(got[:, 4]), torch.stack([torch.sigmoid(o[:, 4]) for o in outs]).mean(0))
+    if kind == "face":  # the mean maps, and the mean heat probability (as a logit, like one FaceNet)
+        assert torch.allclose(got[:, 1:], torch.stack([o[:, 1:] for o in outs]).mean(0), atol=1e-6)
+        heat = torch.stack([torch.sigmoid(o[:, 0]) for o in outs]).mean(0)
+        assert torch.allclose(torch.sigmoid(got[:, 0]), heat, atol=1e-6)
     else:  # the tick's softmax of the output is the mean of the members' probabilities
         assert torch.allclose(got.softmax(1), torch.stack([o.softmax(1) for o in outs]).mean(0), atol=1e-6)
     assert not torch.allclose(outs[0], outs[1])  # the members differ, so the mean is not one of them

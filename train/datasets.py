@@ -8,7 +8,8 @@ Sources (read from ../shared/data by path, never copied into the repo):
   baby box = not_present, face boxes from the Haar teacher (train/teacher.py) where it was trusted;
 - mask: face_boxes_mask (real adult photos with face boxes): face stage only;
 - mrl: mrl_eyes (real near-infrared single-eye crops), split by subject_id;
-- drowsy: drowsiness_eyes_rgb (colour eye crops, no person ids, near-duplicates): train only.
+- drowsy: drowsiness_eyes_rgb (colour eye crops, no person ids, near-duplicates): train only;
+- syrip, baby: the REAL infant photos (syrip_real, baby_photos), split by group: train/infant_sources.py.
 Image-level sources (crib, mask) are split by image with a fixed seed; every crib image is a
 different generated infant, so there is no person to leak.
 """
@@ -26,6 +27,8 @@ from tqdm import tqdm
 
 from capture import sample_camera as sc
 from models import preprocess as pp
+from train import face_data as fd
+from train import infant_sources
 
 SPLIT_SEED = 7
 SAMPLE_SEEDS = {"train": 11, "val": 12, "test": 13}
@@ -41,9 +44,9 @@ MRL_HELD_OUT = {"test": 6, "val": 4}  # whole subjects, drawn from those with >=
 CROPS_PER_FACE = {"train": 6, "val": 1, "test": 1}
 NEG_CROPS_PER_IMAGE = {"train": 3, "val": 2, "test": 2}
 EYE_CROPS_PER_SAMPLE_EYE = 1  # per eye per training frame (each frame has two eyes)
-# Training eye regions move by up to EYE_JITTER of their side and scale by EYE_SCALE: the tick places
-# them from a predicted face box, which is off by 10-20% of the box on hard frames.
-EYE_JITTER, EYE_SCALE = 0.3, (0.8, 1.4)
+# Training eye crops move by up to EYE_JITTER of their side and scale by EYE_SCALE: the tick cuts them at
+# predicted eye centres, which are off by a fraction of an eye on hard frames.
+EYE_JITTER, EYE_SCALE = 0.2, (0.8, 1.3)
 # Face box of a sample-camera head in head-local units (x right, y down, units of head height):
 # cheek to cheek and brow to chin, the convention of real face boxes (not the hair-included head box).
 SAMPLE_FACE_LOCAL = (-0.38, -0.2, 0.38, 0.5)
@@ -131,20 +134,29 @@ def add_sample(split: str, out: dict[str, Part], limit: float = 1.0) -> None:
         frame, face, eye_centres = render_with_geometry(rng, eyes is not None, eyes, night)
         crop = sc.BASSINET_CROP
         out["presence"].add(pp.square_rgb(frame, crop, pp.PRESENCE_SIZE), int(eyes is not None), "sample", night, i)
+        # The sample head's first eye (image left when upright) is the baby's own right eye.
+        both = (eye_centres[1], eye_centres[0]) if face else None
         if eyes is not None or i % 3 == 0:
-            y = (*pp.box_to_crop01(face, crop), 1.0) if face else (0, 0, 1, 1, 0.0)
-            out["face"].add(pp.square_rgb(frame, crop, pp.FACE_SIZE), y, "sample", night, i)
+            angle = fd.training_angle(rng, 0.2) if split == "train" else 0.0
+            out["face"].add(*fd.example(frame, crop, face, both, angle), "sample", night, i)
         if eyes in ("open", "closed"):
             label = int(eyes == "open")
-            side = pp.EYE_SIDE * (face[2] - face[0])
             if split == "train":
-                for c in eye_centres:
+                side = pp.eye_side(face, both)
+                angle = math.degrees(math.atan2(both[0][1] - both[1][1], both[0][0] - both[1][0]))
+                for c in both:
                     for _ in range(EYE_CROPS_PER_SAMPLE_EYE):
-                        region = _jittered_eye_region(rng, c, side, EYE_JITTER)
-                        out["eyes"].add(pp.eye_gray(frame, region)[:, :, 0], label, "sample", night, i)
-            else:  # the tick's path: fixed geometry inside the true face box
-                for region in pp.eye_regions(face):
-                    out["eyes"].add(pp.eye_gray(frame, region)[:, :, 0], label, "sample", night, i)
+                        cx, cy = (
+                            c[0] + rng.uniform(-EYE_JITTER, EYE_JITTER) * side,
+                            c[1] + rng.uniform(-0.1, 0.1) * side,
+                        )
+                        crop_u8 = pp.upright_eye(
+                            frame, (cx, cy), angle + rng.normal(0, 12), side * rng.uniform(*EYE_SCALE)
+                        )
+                        out["eyes"].add(crop_u8[:, :, 0], label, "sample", night, i)
+            else:  # the tick's path: both eyes cut upright at their centres
+                for crop_u8 in pp.eye_pair(frame, face, both):
+                    out["eyes"].add(crop_u8[:, :, 0], label, "sample", night, i)
 
 
 def add_sample_presence(out: dict[str, Part], limit: float = 1.0) -> None:
@@ -196,8 +208,8 @@ def add_crib(data: Path, parts: dict[str, dict[str, Part]]) -> None:
                 crop = _crop_px(img, (box[0] - m[0] * bw, box[1] - m[1] * bh, box[2] + m[2] * bw, box[3] + m[3] * bh))
                 parts[s]["presence"].add(pp.square_rgb(img, crop, pp.PRESENCE_SIZE), 1, "crib", False, f"{p}#{k}")
                 if face is not None:
-                    y = (*pp.box_to_crop01(face, crop), 1.0)
-                    parts[s]["face"].add(pp.square_rgb(img, crop, pp.FACE_SIZE), y, "crib", False, f"{p}#{k}")
+                    angle = fd.training_angle(rng, 0.2) if s == "train" else 0.0
+                    parts[s]["face"].add(*fd.example(img, crop, face, None, angle), "crib", False, f"{p}#{k}")
         for j in range(NEG_CROPS_PER_IMAGE[s]):
             for _try in range(30):
                 side = rng.uniform(0.2, 0.45) * min(w, h)
@@ -207,7 +219,7 @@ def add_crib(data: Path, parts: dict[str, dict[str, Part]]) -> None:
                     c = _crop_px(img, crop)
                     parts[s]["presence"].add(pp.square_rgb(img, c, pp.PRESENCE_SIZE), 0, "crib", False, f"{p}~{j}")
                     if j == 0:
-                        parts[s]["face"].add(pp.square_rgb(img, c, pp.FACE_SIZE), (0, 0, 1, 1, 0.0), "crib", 0, p)
+                        parts[s]["face"].add(*fd.example(img, c, None), "crib", False, p)
                     break
 
 
@@ -238,8 +250,8 @@ def add_mask(data: Path, parts: dict[str, dict[str, Part]]) -> None:
                     continue  # the face must lie wholly inside
                 if any(_overlap(crop, o) > 0.3 for j, o in enumerate(faces) if j != k):
                     continue  # a second face in view would make "the" face ambiguous
-                y = (*pp.box_to_crop01(face, crop), 1.0)
-                parts[s]["face"].add(pp.square_rgb(img, crop, pp.FACE_SIZE), y, "mask", False, f"{p}#{k}")
+                angle = fd.training_angle(rng, 0.0) if s == "train" else 0.0
+                parts[s]["face"].add(*fd.example(img, crop, face, None, angle), "mask", False, f"{p}#{k}")
                 made += 1
 
 
@@ -276,7 +288,7 @@ def add_eyes(data: Path, parts: dict[str, dict[str, Part]], limit: float = 1.0) 
         parts["train"]["eyes"].add(pp.eye_gray(img)[:, :, 0], int(r["label"] == "open"), "drowsy", 0, r["path"])
 
 
-SOURCES = ("sample", "sample_presence", "crib", "mask", "eyes_real")
+SOURCES = ("sample", "sample_presence", "crib", "mask", "eyes_real", "syrip", "baby")
 
 
 def build_source(name: str, data: Path, limit: float = 1.0) -> dict[str, np.ndarray]:
@@ -291,6 +303,10 @@ def build_source(name: str, data: Path, limit: float = 1.0) -> dict[str, np.ndar
         add_crib(data, parts)
     elif name == "mask":
         add_mask(data, parts)
+    elif name == "syrip":
+        infant_sources.add_syrip(data, parts)
+    elif name == "baby":
+        infant_sources.add_baby_photos(data, parts)
     else:
         add_eyes(data, parts, limit)
     out: dict[str, np.ndarray] = {}
@@ -333,7 +349,7 @@ def counts(arrays: dict[str, np.ndarray]) -> dict:
             continue
         stage, split = key.split("_")[:2]
         src, y = arrays[key], arrays[f"{stage}_{split}_y"]
-        lab = (y[:, 4] > 0.5).astype(int) if y.ndim == 2 else y
+        lab = (y[:, 0] > 0.5).astype(int) if y.ndim == 2 else y
         names = ("no_face", "face") if stage == "face" else ("closed", "open") if stage == "eyes" else None
         names = names or ("not_present", "present")
         for s in sorted(set(src.tolist())):

@@ -53,6 +53,7 @@ from models import preprocess as pp
 from models.cascade import MANIFEST, MODEL_FILES, Cascade, ModelError
 from monitor import bassinet_crop
 from settings import DEFAULT_ENV_FILE, Settings, cli_settings
+from train import face_data
 
 HOLD_OUT_EVERY = 4  # the newest night and every 4th before it are held out
 VAL_MIN_NIGHTS = 6  # from this many nights on, night k % 4 == 2 (k = 0 newest) is validation (early stopping)
@@ -75,7 +76,6 @@ PROMOTION_RULE = (
     "(IoU >= 0.5 with the human-confirmed box) and eyes macro F1 are each not worse than the current models', "
     "AND its state accuracy (absent / awake / asleep / unknown, the tick's whole cascade) is strictly better"
 )
-NO_FACE = (0.0, 0.0, 1.0, 1.0, 0.0)
 
 
 class RetrainError(RuntimeError):
@@ -210,8 +210,7 @@ def examples(frame: np.ndarray, f: Labelled) -> dict[str, list[tuple[np.ndarray,
         out["presence"].append((pp.square_rgb(frame, crop, pp.PRESENCE_SIZE), int(presence == "present")))
     if presence == "not_present" or (presence == "present" and "face_box" in f.truth):
         box = f.truth.get("face_box") if presence == "present" else None
-        y = NO_FACE if box is None else (*np.clip(pp.box_to_crop01(box, crop), 0.0, 1.0).tolist(), 1.0)
-        out["face"].append((pp.square_rgb(frame, crop, pp.FACE_SIZE), y))
+        out["face"].append(face_data.example(frame, crop, box))  # a human's box carries no eye centres
     eyes, box = f.truth.get("eyes"), eye_box(f)
     if presence != "not_present" and eyes in CLASSES["eyes"] and box is not None:
         for region in pp.eye_regions(box):

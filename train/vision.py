@@ -30,9 +30,10 @@ from models.networks import INPUT_SIZES, MEMBERS, MeanOfMembers, build, build_me
 
 # ---- configuration -------------------------------------------------------------------------
 SEED = 0
-FULL = {"epochs": {"presence": 20, "face": 40, "eyes": 12}, "patience": 5, "limit": 1.0}
+FULL = {"epochs": {"presence": 20, "face": 16, "eyes": 12}, "patience": 5, "limit": 1.0}
 QUICK = {"epochs": {"presence": 1, "face": 1, "eyes": 1}, "patience": 1, "limit": 0.05}
 BATCH, LR, WEIGHT_DECAY = 64, 2e-3, 1e-4
+EYE_POINT_WEIGHT = 4  # face loss: the eye offsets (in face widths, ~0.13) against the heat map and box terms
 AUG = {  # probabilities / ranges of the training augmentation
     "brightness": 0.35,  # x * U(1 - b, 1 + b)
     "contrast": 0.35,
@@ -45,6 +46,7 @@ AUG = {  # probabilities / ranges of the training augmentation
     "shift": 0.08,
     "glint_p": 0.3,  # eyes: 1-2 specular glints (IR light on glasses/cornea): the worst held-out errors
     "frame_p": 0.2,  # eyes: a dark glasses-frame bar across the top or bottom of the crop
+    "ir_p": 0.3,  # eyes: the infrared look on a daylight crop (no infrared infant eye exists here): flat, noisy
 }
 
 
@@ -63,20 +65,34 @@ def _affine(x: torch.Tensor, g: torch.Generator, rotate: bool) -> tuple[torch.Te
     return F.grid_sample(x, grid, padding_mode="border", align_corners=False), theta
 
 
+def _face_geometry(y: torch.Tensor, flip: torch.Tensor, theta: torch.Tensor, size: int) -> torch.Tensor:
+    """Move FACE_TARGET vectors (input pixels) with a left-right flip and then the affine warp `theta` (scale/shift:
+    input = a * output + t in [-1, 1] units, so output = (input - t) / a). A flip swaps the eyes: the baby's left
+    eye of the mirror image is its right eye of the original."""
+    y = y.clone()
+    f = flip & (y[:, 0] > 0.5)
+    y[f, 1] = size - y[f, 1]
+    left_x, left_y = size - y[f, 7], y[f, 8].clone()
+    y[f, 7], y[f, 8] = size - y[f, 5], y[f, 6]
+    y[f, 5], y[f, 6] = left_x, left_y
+    a, t = theta[:, 0, 0], theta[:, :, 2]
+    for xi, yi in ((1, 2), (5, 6), (7, 8)):
+        y[:, xi] = ((y[:, xi] / size * 2 - 1 - t[:, 0]) / a + 1) / 2 * size
+        y[:, yi] = ((y[:, yi] / size * 2 - 1 - t[:, 1]) / a + 1) / 2 * size
+    y[:, 3], y[:, 4] = y[:, 3] / a, y[:, 4] / a
+    return torch.where(y[:, :1] > 0.5, y, torch.zeros_like(y))
+
+
 def augment(x: torch.Tensor, y: torch.Tensor, kind: str, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     n = len(x)
     r = lambda: torch.rand(n, 1, 1, 1, generator=g)  # noqa: E731
     flip = torch.rand(n, generator=g) < 0.5
     x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-    y = y.clone()
+    x, theta = _affine(x, g, rotate=kind != "face")  # the face crops were turned when they were cut
     if kind == "face":
-        y[flip, 0], y[flip, 2] = 1 - y[flip, 2], 1 - y[flip, 0]
-    x, theta = _affine(x, g, rotate=kind != "face")
-    if kind == "face":  # input coords = a * output + t  ->  output = (input - t) / a
-        a, t = theta[:, 0, 0:1], theta[:, :, 2]
-        b = y[:, :4] * 2 - 1
-        b = torch.stack([(b[:, 0] - t[:, 0]), (b[:, 1] - t[:, 1]), (b[:, 2] - t[:, 0]), (b[:, 3] - t[:, 1])], 1) / a
-        y[:, :4] = torch.where(y[:, 4:5] > 0.5, ((b + 1) / 2).clamp(0, 1), y[:, :4])
+        y = _face_geometry(y, flip, theta, x.shape[-1])
+        inside = (y[:, 1] > 0) & (y[:, 1] < x.shape[-1]) & (y[:, 2] > 0) & (y[:, 2] < x.shape[-1])
+        y = torch.where((y[:, :1] > 0.5) & ~inside[:, None], torch.full_like(y, -1.0), y)  # -1: ignore
     x = x * (1 + AUG["brightness"] * (2 * r() - 1))
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = (x - mean) * (1 + AUG["contrast"] * (2 * r() - 1)) + mean
@@ -89,6 +105,9 @@ def augment(x: torch.Tensor, y: torch.Tensor, kind: str, g: torch.Generator) -> 
     h, w = x.shape[-2:]
     if kind == "eyes":
         x = _glasses(x, g)
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        flat = (x - mean) * (0.4 + 0.4 * r()) + mean + torch.randn(x.shape, generator=g) * 0.05
+        x = torch.where(r() < AUG["ir_p"], flat, x)
     occ = torch.rand(n, generator=g) < AUG["occlude_p"]
     for i in torch.nonzero(occ).flatten().tolist():
         oh, ow = (int(s * (0.1 + 0.2 * float(torch.rand(1, generator=g)))) for s in (h, w))
@@ -142,29 +161,61 @@ def predict(model: torch.nn.Module, x_u8: np.ndarray) -> torch.Tensor:
 
 
 # ---- losses ---------------------------------------------------------------------------------------
-def box_iou_t(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    ix = (torch.minimum(a[:, 2], b[:, 2]) - torch.maximum(a[:, 0], b[:, 0])).clamp(min=0)
-    iy = (torch.minimum(a[:, 3], b[:, 3]) - torch.maximum(a[:, 1], b[:, 1])).clamp(min=0)
-    inter = ix * iy
-    area = lambda r: (r[:, 2] - r[:, 0]).clamp(min=0) * (r[:, 3] - r[:, 1]).clamp(min=0)  # noqa: E731
-    return inter / (area(a) + area(b) - inter + 1e-7)
+def face_heat_target(y: torch.Tensor, cells: int, size: int) -> torch.Tensor:
+    """(N, cells, cells) Gaussian at each face centre (1 at its own cell), sigma a sixth of the face in cells."""
+    stride = size / cells
+    grid = (torch.arange(cells, dtype=torch.float32) + 0.5).view(1, 1, cells)
+    cx, cy = (y[:, 1] / stride).view(-1, 1, 1), (y[:, 2] / stride).view(-1, 1, 1)
+    sigma = (torch.maximum(y[:, 3], y[:, 4]) / stride / 6).clamp(min=0.5).view(-1, 1, 1)
+    heat = torch.exp(-((grid - cx) ** 2 + (grid.transpose(1, 2) - cy) ** 2) / (2 * sigma**2))
+    ix, iy = (y[:, 1] / stride).long().clamp(0, cells - 1), (y[:, 2] / stride).long().clamp(0, cells - 1)
+    heat[torch.arange(len(y)), iy, ix] = 1.0
+    return heat * (y[:, 0] > 0.5).float().view(-1, 1, 1)
+
+
+def face_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """CenterNet's loss: a penalty-reduced focal loss on the heat map, L1 on the offset, size and eye maps at the
+    face's cell and its 8 neighbours (the decoder reads the most confident cell, which may be a neighbour)."""
+    keep = y[:, 0] >= 0  # -1: an augmentation moved the face out of the input
+    out, y = out[keep], y[keep]
+    cells = out.shape[-1]
+    size = pp.FACE_SIZE
+    stride = size / cells
+    heat_t = face_heat_target(y, cells, size)
+    p = torch.sigmoid(out[:, 0]).clamp(1e-4, 1 - 1e-4)
+    pos = heat_t >= 1.0
+    focal = torch.where(pos, -((1 - p) ** 2) * torch.log(p), -((1 - heat_t) ** 4) * p**2 * torch.log(1 - p))
+    loss = focal.sum() / max(1, int(pos.sum()))
+    found = torch.nonzero(y[:, 0] > 0.5).flatten()
+    if len(found) == 0:
+        return loss
+    reg, wsum = out.new_zeros(()), 0.0
+    yf = y[found]
+    cx, cy = yf[:, 1] / stride, yf[:, 2] / stride
+    size_t = torch.log((yf[:, 3:5] / size).clamp(min=1e-3))
+    eyes_t = torch.stack(
+        [(yf[:, 5] - yf[:, 1]), (yf[:, 6] - yf[:, 2]), (yf[:, 7] - yf[:, 1]), (yf[:, 8] - yf[:, 2])], 1
+    )
+    eyes_t = eyes_t / yf[:, 3:4].clamp(min=1.0)
+    eyes_known = yf[:, 9:10] > 0.5
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            ix, iy = cx.long() + dx, cy.long() + dy
+            ok = (ix >= 0) & (ix < cells) & (iy >= 0) & (iy < cells)
+            if not ok.any():
+                continue
+            w = 1.0 if dx == dy == 0 else 0.5
+            v = out[found[ok], :, iy[ok], ix[ok]]  # (k, channels)
+            off_t = torch.stack([cx[ok] - (ix[ok] + 0.5), cy[ok] - (iy[ok] + 0.5)], 1)
+            term = F.l1_loss(v[:, 1:3], off_t, reduction="sum") + F.l1_loss(v[:, 3:5], size_t[ok], reduction="sum")
+            term = term + EYE_POINT_WEIGHT * (F.l1_loss(v[:, 5:9], eyes_t[ok], reduction="none") * eyes_known[ok]).sum()
+            reg, wsum = reg + w * term, wsum + w * int(ok.sum())
+    return loss + reg / max(1.0, wsum)
 
 
 def make_loss(kind: str, y_train: np.ndarray):
-    """Class-weighted: inverse class frequency (face: positive weight on 'face found')."""
+    """Face: face_loss. Classifiers: class-weighted cross-entropy (inverse class frequency)."""
     if kind == "face":
-        found = y_train[:, 4] > 0.5
-        pos_weight = torch.tensor(max(1e-3, (~found).sum()) / max(1, found.sum()))
-
-        def face_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            f = y[:, 4]
-            loss = F.binary_cross_entropy_with_logits(out[:, 4], f, pos_weight=pos_weight.clamp(0.5, 2.0))
-            m = f > 0.5
-            if m.any():
-                pb, tb = out[m, :4], y[m, :4]
-                loss = loss + 10 * F.smooth_l1_loss(pb, tb, beta=0.02) + (1 - box_iou_t(pb, tb)).mean()
-            return loss
-
         return face_loss
     freq = np.bincount(y_train, minlength=2).astype(np.float64)
     weight = torch.tensor(freq.sum() / (2 * np.maximum(freq, 1)), dtype=torch.float32)
