@@ -77,14 +77,16 @@ def add_eyes(img, face: idata.FaceTruth, labels: dict, split: str, key: str, par
             parts[split]["eyes"].add(crop, int(state == "open"), "infant", False, f"{key}|{name}")
 
 
-def add_syrip(data: Path, parts: dict, with_eyes: bool = True) -> None:
-    rows = idata.syrip_rows(data)
+def _photos(data: Path, rows: list[dict], salt: int, desc: str):
+    """(row, key, split, its own seeded rng, the image) for each photo, in the file's order."""
     split = idata.split_of(rows)
+    for row in tqdm(rows, desc=desc, leave=False):
+        yield row, row["key"], split[row["key"]], _rng(row["key"], salt), cv2.imread(str(data / "images" / row["key"]))
+
+
+def add_syrip(data: Path, parts: dict, with_eyes: bool = True) -> None:
     labels = eye_labels() if with_eyes else {}
-    for row in tqdm(rows, desc="syrip", leave=False):
-        key, s = row["key"], split[row["key"]]
-        rng = _rng(key, 31)
-        img = cv2.imread(str(data / "images" / key))
+    for row, key, s, rng, img in _photos(data, idata.syrip_rows(data), 31, "syrip"):
         h, w = img.shape[:2]
         body = idata.body_box(row)
         face = idata.syrip_face(row)
@@ -126,13 +128,8 @@ def add_baby_photos(data: Path, parts: dict, with_eyes: bool = True) -> None:
     except ImportError:
         return
     faces = checked_faces(data)
-    rows = idata.baby_rows(data)
-    split = idata.split_of(rows)
     labels = eye_labels() if with_eyes else {}
-    for row in tqdm(rows, desc="baby_photos", leave=False):
-        key, s = row["key"], split[row["key"]]
-        rng = _rng(key, 37)
-        img = cv2.imread(str(data / "images" / key))
+    for _row, key, s, rng, img in _photos(data, idata.baby_rows(data), 37, "baby_photos"):
         h, w = img.shape[:2]
         parts[s]["presence"].add(pp.square_rgb(img, None, pp.PRESENCE_SIZE), 1, "baby", False, key)
         found = [idata.checked_face(f) for f in faces.get(key, [])]
