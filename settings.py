@@ -7,6 +7,7 @@ so the tick stops with one clear line instead of failing somewhere deep inside.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -39,17 +40,19 @@ def _crop(raw: str) -> tuple[int, int, int, int] | None:
     return (x1, y1, x2, y2)
 
 
-def _unit_float(raw: str) -> float:
+def _finite(raw: str) -> float:
+    """A float that is a number: 'inf' and 'nan' parse as floats but pass or fail range checks by accident (nan
+    compares false with everything, so 'nan <= 0' lets it through)."""
     value = float(raw)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError("want a number between 0 and 1")
+    if not math.isfinite(value):
+        raise ValueError("want a finite number")
     return value
 
 
-def _positive_float(raw: str) -> float:
-    value = float(raw)
-    if value <= 0:
-        raise ValueError("want a number above 0")
+def _unit_float(raw: str) -> float:
+    value = _finite(raw)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("want a number between 0 and 1")
     return value
 
 
@@ -67,8 +70,35 @@ def _non_negative_int(raw: str) -> int:
     return value
 
 
+def _capture_timeout(raw: str) -> float:
+    """ffmpeg refuses a -timeout of 2148 s or more (its microseconds overflow an int), and a grab that waits longer
+    than a tick's interval only piles ticks up behind the lock."""
+    value = _finite(raw)
+    if not 0.0 < value <= 600.0:
+        raise ValueError("want seconds above 0 and at most 600")
+    return value
+
+
+def _diff_threshold(raw: str) -> float:
+    """The largest 16x16 block change is a mean of 0-255 grey levels: a threshold at or above 255 never sees a change
+    (the models would run only when the 30-minute reuse limit forces them)."""
+    value = _finite(raw)
+    if not 0.0 < value < 255.0:
+        raise ValueError("want a grey-level change above 0 and below 255")
+    return value
+
+
+def _window(raw: str) -> int:
+    """A rule's window of recent frames (WAKE_WINDOW, CRY_WINDOW): a window of thousands reads as many rows each tick
+    and an alert could never come."""
+    value = _positive_int(raw)
+    if value > 20:
+        raise ValueError("want a whole number from 1 to 20")
+    return value
+
+
 def _audio_seconds(raw: str) -> float:
-    value = float(raw)
+    value = _finite(raw)
     if not 0.0 <= value <= 30.0:
         raise ValueError("want seconds between 0 (no audio) and 30")
     return value
@@ -149,7 +179,7 @@ def _labeller_url(raw: str) -> str:
 
 
 def _labeller_timeout(raw: str) -> float:
-    value = float(raw)
+    value = _finite(raw)
     if not 0.0 < value <= 120.0:
         raise ValueError("want seconds above 0 and at most 120 (the call happens inside the tick)")
     return value
@@ -290,27 +320,27 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "models_dir": _path,
     "bassinet_crop": _crop,
     "tick_interval_s": _positive_int,
-    "capture_timeout_s": _positive_float,
+    "capture_timeout_s": _capture_timeout,
     "ffmpeg_path": _text,
-    "diff_threshold": _positive_float,
+    "diff_threshold": _diff_threshold,
     "presence_threshold": _unit_float,
     "face_threshold": _optional_unit_float,
     "eye_threshold": _optional_unit_float,
-    "wake_window": _positive_int,
+    "wake_window": _window,
     "wake_needed": _positive_int,
     "alert_cooldown_s": _positive_int,
     "telegram_bot_token": _text,
     "telegram_chat_id": _text,
     "telegram_base_url": _text,
     "dashboard_host": _text,
-    "dashboard_port": _positive_int,
+    "dashboard_port": _port,
     "dashboard_token": _text,
     "log_level": _log_level,
     "keep_unchanged_jpeg": _bool,
     "audio_seconds": _audio_seconds,
     "cry_threshold": _optional_unit_float,
     "cry_cooldown_s": _positive_int,
-    "cry_window": _positive_int,
+    "cry_window": _window,
     "cry_needed": _positive_int,
     "keep_audio": _bool,
     "retention_days": _non_negative_int,

@@ -53,11 +53,30 @@ def test_relative_data_dir_is_relative_to_the_checkout(tmp_path):
         ("BASSINET_CROP", "1,2,3"),
         ("LOG_LEVEL", "LOUD"),
         ("KEEP_UNCHANGED_JPEG", "maybe"),
+        # numbers that parse but mean nothing here (issue 17: each was accepted, and each broke a tick quietly)
+        ("CAPTURE_TIMEOUT_S", "inf"),
+        ("CAPTURE_TIMEOUT_S", "nan"),
+        ("CAPTURE_TIMEOUT_S", "2148"),
+        ("DIFF_THRESHOLD", "inf"),
+        ("DIFF_THRESHOLD", "255"),
+        ("PRESENCE_THRESHOLD", "nan"),
+        ("FACE_THRESHOLD", "nan"),
+        ("AUDIO_SECONDS", "nan"),
+        ("WAKE_WINDOW", "100000000"),
+        ("CRY_WINDOW", "1000"),
+        ("DASHBOARD_PORT", "70000"),
     ],
 )
 def test_malformed_value_error_names_the_key(tmp_path, key, value):
     with pytest.raises(SettingsError, match=key):
         load_settings(write_env(tmp_path, f"{key}={value}\n"), environ={})
+
+
+def test_sane_numbers_at_the_edges_are_kept(tmp_path):
+    env = "CAPTURE_TIMEOUT_S=600\nDIFF_THRESHOLD=254.5\nWAKE_WINDOW=20\nWAKE_NEEDED=20\nDASHBOARD_PORT=65535\n"
+    settings = load_settings(write_env(tmp_path, env), environ={})
+    assert (settings.capture_timeout_s, settings.diff_threshold, settings.wake_window) == (600.0, 254.5, 20)
+    assert settings.dashboard_port == 65535
 
 
 def test_unknown_key_in_env_file_is_rejected(tmp_path):
