@@ -181,21 +181,6 @@ def normalise(images_u8: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(x, -1, -3))
 
 
-def box_to_frame(box01: np.ndarray, crop: tuple[int, int, int, int]) -> Box:
-    """A box normalised 0..1 to the crop -> frame pixels."""
-    x1, y1, x2, y2 = crop
-    bx = np.clip(np.asarray(box01, np.float64), 0.0, 1.0)
-    w, h = x2 - x1, y2 - y1
-    return (x1 + bx[0] * w, y1 + bx[1] * h, x1 + bx[2] * w, y1 + bx[3] * h)
-
-
-def box_to_crop01(box: Box, crop: tuple[int, int, int, int]) -> tuple[float, float, float, float]:
-    """A frame-pixel box -> normalised 0..1 to the crop (the face model's target)."""
-    x1, y1, x2, y2 = crop
-    w, h = x2 - x1, y2 - y1
-    return ((box[0] - x1) / w, (box[1] - y1) / h, (box[2] - x1) / w, (box[3] - y1) / h)
-
-
 def with_mirror(images_u8: np.ndarray) -> np.ndarray:
     """(N, H, W, 3) eye crops -> (2N, H, W, 3): the crops, then their left-right mirror images.
 

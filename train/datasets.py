@@ -121,12 +121,6 @@ def eye_geometry_fit(n: int = 300, seed: int = 99) -> dict:
     }
 
 
-def _jittered_eye_region(rng, centre, side: float, jitter: float) -> pp.Box:
-    cx, cy = centre[0] + rng.uniform(-jitter, jitter) * side, centre[1] + rng.uniform(-jitter, jitter) * side
-    s = side * rng.uniform(*EYE_SCALE) / 2
-    return (cx - s, cy - s, cx + s, cy + s)
-
-
 def add_sample(split: str, out: dict[str, Part], limit: float = 1.0) -> None:
     rng = np.random.default_rng(SAMPLE_SEEDS[split])
     specs = [(e, i % 2 == 0) for e, n in SAMPLE_COUNTS[split].items() for i in range(max(1, int(n * limit)))]

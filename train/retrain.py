@@ -451,7 +451,7 @@ def worst(recs: dict[str, list[Rec]]) -> list[tuple[str, Rec]]:
 
 
 def gallery(errors: list[tuple[str, str, Rec]], path: Path) -> None:
-    from train.evaluate import gallery as sheet
+    from train.vision_report import gallery as sheet
 
     images, captions = [], []
     for who, _stage, r in errors:
