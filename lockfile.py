@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -27,6 +29,19 @@ class TickLock:
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
         return True
+
+    def wait(self, timeout_s: float, on_wait: Callable[[], None] | None = None) -> None:
+        """Acquire, waiting up to `timeout_s` for the running tick to finish (a tick ends within its own timeout),
+        for a command that must not run beside a tick (db.rebuild). `on_wait` is called once if it has to wait.
+        Raises TimeoutError, saying so, when the lock is still held."""
+        deadline = time.monotonic() + timeout_s
+        while not self.acquire():
+            if on_wait is not None:
+                on_wait()
+                on_wait = None
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"a tick still holds {self.path} after {timeout_s:.0f} s")
+            time.sleep(0.1)
 
     def release(self) -> None:
         if self._fd is not None:

@@ -19,6 +19,7 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -36,8 +37,9 @@ from capture.audio import write_wav
 from capture.ffmpeg import CaptureError, redact_text
 from capture.files import write_atomically
 from capture.night import is_infrared
-from capture.pixeldiff import diff_score
+from capture.pixeldiff import CropError, check_crop_fits, diff_score
 from capture.sources import SAMPLE_SOURCE, CapturedFrame, grab, is_camera_url
+from clock_skew import clock_went_back
 from db import jsonl
 from db.store import Alert, Store, StoreError, TickRow
 from labeller.fallback import label_pending
@@ -167,6 +169,7 @@ def classify(settings: Settings, frame: CapturedFrame, store: Store, at: datetim
     started = time.perf_counter()
     reference = _read_reference(settings, store)
     crop = bassinet_crop(settings)
+    check_crop_fits(frame.image, crop)  # a crop outside the frame is a failed tick, never an empty bassinet
     score = None if reference is None else diff_score(reference, frame.image, crop)
     check_not_frozen(frame, score, store, at.timestamp())
     previous = store.last_classified()
@@ -257,6 +260,8 @@ def tick(
     """One tick: capture (frame + audio) → diff → cascade, cry model → store (+ alerts, same transaction) → JSONL."""
     started = time.perf_counter()
     cry = cry or LazyCryModel(settings)
+    if skew := clock_went_back(getattr(store.last_tick(), "ts", None), at.timestamp()):
+        log.warning("%s", skew)
     frame = grab(
         settings.camera_url,
         at=at,
@@ -302,6 +307,27 @@ def describe(row: TickRow) -> str:
     return f"{when} {mode}: {row.state} ({', '.join(parts)}){heard} [{row.duration_ms:.0f} ms]"
 
 
+EXPECTED_FAILURES = (CaptureError, ModelError, CropError, OSError, StoreError)
+
+
+def failure_reason(error: BaseException) -> str:
+    """The failure as one line: its own words when it is one the tick expects, else its type first, so an unexpected
+    error (a MemoryError has no message at all) still says what happened."""
+    if isinstance(error, EXPECTED_FAILURES):
+        return str(error)
+    return f"unexpected {type(error).__name__}" + (f": {error}" if str(error) else "")
+
+
+def after_tick(step: str, run: Callable[[], object]) -> None:
+    """Run one of the steps after the tick (delivery, MQTT, retention, backups, labeller). Each handles the failures
+    it expects; anything else is one line here, and the steps after it still run: an alert stuck in the outbox because
+    retention hit a bug is the silence this monitor exists to prevent."""
+    try:
+        run()
+    except Exception as exc:
+        log.error("%s failed this tick (the next tick tries again): %s", step, redact_text(failure_reason(exc)))
+
+
 def note_failed_tick(settings: Settings, store: Store, at: datetime, error: Exception) -> None:
     """Record a tick that failed, and queue the outage's one alert when this failure makes CAMERA_DOWN_TICKS in a
     row (`alerts.rules.camera_down_alert`); `deliver_alerts` then sends it.
@@ -317,7 +343,7 @@ def note_failed_tick(settings: Settings, store: Store, at: datetime, error: Exce
     """
     camera = isinstance(error, CaptureError)
     ts = at.timestamp()
-    reason = redact_text(str(error))  # capture/ already redacts; a second pass costs nothing
+    reason = redact_text(failure_reason(error), settings.secrets)  # capture/ redacts too; every configured secret
     try:
         outage = store.camera_outage()
         alert = camera_down_alert(
@@ -384,8 +410,12 @@ def store_tick(settings: Settings, store: Store, at: datetime, models: LazyCasca
         log.error("tick failed: %s", exc)
         store_down.note_failure(settings, at, exc)
         return 1
-    except (CaptureError, ModelError, OSError) as exc:
-        log.error("tick failed: %s", exc)
+    except (CaptureError, ModelError, CropError, OSError) as exc:
+        log.error("tick failed: %s", redact_text(str(exc), settings.secrets))
+        note_failed_tick(settings, store, at, exc)
+        return 1
+    except Exception as exc:  # a bug or a case nobody foresaw: still "BILBO cannot watch", never silence
+        log.error("tick failed: %s", redact_text(failure_reason(exc), settings.secrets))
         note_failed_tick(settings, store, at, exc)
         return 1
     log.info("tick %s", describe(row))
@@ -417,14 +447,16 @@ def run_once(settings: Settings, at: datetime, models: LazyCascade, cry: LazyCry
         return 1
     with store:  # no step leaves a transaction open: the dashboard reads and writes freely between steps
         code = store_tick(settings, store, at, models, cry)
-        deliver_alerts(settings, store, now)
-        publish_state(settings, at=now)  # MQTT, only when MQTT_HOST is set (alerts/mqtt.py opens its own connection)
-        apply_retention(settings, store, now)  # after a failed tick too: a full disk is a reason ticks fail
-        write_waiting_backups(settings, store)
+        after_tick("alert delivery", lambda: deliver_alerts(settings, store, now))
+        # MQTT, only when MQTT_HOST is set (alerts/mqtt.py opens its own connection)
+        after_tick("MQTT", lambda: publish_state(settings, at=now))
+        # after a failed tick too: a full disk is a reason ticks fail
+        after_tick("retention", lambda: apply_retention(settings, store, now))
+        after_tick("JSONL backup", lambda: write_waiting_backups(settings, store))
     # The fallback labeller, only when FALLBACK_LABELLER_URL is set, opens its own connection once ours is closed:
     # last, so its network call (up to FALLBACK_LABELLER_TIMEOUT_S) delays nothing and holds no connection of ours.
     if code == 0:
-        label_pending(settings, now=now, crop_of=bassinet_crop)
+        after_tick("fallback labeller", lambda: label_pending(settings, now=now, crop_of=bassinet_crop))
     return code
 
 

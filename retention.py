@@ -17,7 +17,10 @@ One pass touches at most MAX_FILES_PER_PASS files, so a first run over a year of
 
 Files no row points at are swept from today's and yesterday's day folders: a tick killed between writing its frame
 and committing its row (a power cut, the OOM killer) leaves its JPEG/.wav, or a half-written .tmp, that nothing
-else would ever delete. Only files older than ORPHAN_AGE_S go, so a tick still writing is never raced.
+else would ever delete. Only files older than ORPHAN_AGE_S go, so a tick still writing is never raced, and never a
+file a line of the JSONL backup names: a database older than its backup (restored from a copy) would otherwise
+lose the frames of today and yesterday, labelled ones included, that a rebuild from the backup points at. When
+the backup cannot be read, the sweep removes nothing that pass.
 """
 
 from __future__ import annotations
@@ -202,14 +205,14 @@ def prune(store: Store, data_dir: Path, settings: Settings, now: float) -> Prune
         report.free_mb = _free_mb(data_dir)
         report.low_disk = report.free_mb < settings.min_free_mb
     report.hit_bound = walk.budget <= 0
-    report.orphans_removed = _sweep_orphans(store, data_dir, now)
+    report.orphans_removed = _sweep_orphans(store, data_dir, now, settings.jsonl_path)
     return report
 
 
-def _sweep_orphans(store: Store, data_dir: Path, now: float) -> int:
-    """Delete the files in today's and yesterday's day folders that no tick points at and that are older than
-    ORPHAN_AGE_S (by the file's real age: files are written in real time). Returns how many went."""
-    removed = 0
+def _orphans(store: Store, data_dir: Path, now: float) -> dict[str, Path]:
+    """The files in today's and yesterday's day folders that no tick points at and that are older than ORPHAN_AGE_S
+    (by the file's real age: files are written in real time), by their path relative to the data dir."""
+    found: dict[str, Path] = {}
     today = datetime.fromtimestamp(now).date()
     for day in (today - timedelta(days=1), today):
         folder = data_dir / "frames" / day.isoformat()
@@ -219,8 +222,23 @@ def _sweep_orphans(store: Store, data_dir: Path, now: float) -> int:
         kept = store.media_paths_between(start - DAY_S, start + 2 * DAY_S)  # a day either side: DST, clock changes
         for path in folder.iterdir():
             relative = f"frames/{day.isoformat()}/{path.name}"
-            with contextlib.suppress(OSError):  # gone meanwhile, or not removable: the next pass tries again
+            with contextlib.suppress(OSError):  # gone meanwhile: nothing to sweep
                 if relative not in kept and path.is_file() and time.time() - path.stat().st_mtime > ORPHAN_AGE_S:
-                    path.unlink()
-                    removed += 1
+                    found[relative] = path
+    return found
+
+
+def _sweep_orphans(store: Store, data_dir: Path, now: float, backup: Path) -> int:
+    """Delete the orphans (`_orphans`) that no line of the JSONL backup names either. Returns how many went."""
+    orphans = _orphans(store, data_dir, now)
+    try:
+        named = jsonl.named_in(backup, orphans)
+    except OSError:  # the backup cannot be read: it may name any of them, so none goes this pass
+        return 0
+    removed = 0
+    for relative, path in orphans.items():
+        if relative not in named:
+            with contextlib.suppress(OSError):  # gone meanwhile, or not removable: the next pass tries again
+                path.unlink()
+                removed += 1
     return removed

@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
+from redaction import redact_url, url_secrets
+
 REPO_DIR = Path(__file__).resolve().parent
 DEFAULT_ENV_FILE = REPO_DIR / ".env"
 ENV_PREFIX = "BILBO_"
@@ -26,6 +28,19 @@ ENV_PREFIX = "BILBO_"
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the key."""
+
+
+# Keys whose values are secrets: a refused one is never echoed, and `Settings.secrets` hands them to redaction.
+SECRET_KEYS = ("TELEGRAM_BOT_TOKEN", "DASHBOARD_TOKEN", "MQTT_PASSWORD", "FALLBACK_LABELLER_API_KEY", "BABYBUDDY_TOKEN")
+URL_KEYS = ("CAMERA_URL", "TELEGRAM_BASE_URL", "FALLBACK_LABELLER_URL", "BABYBUDDY_URL")  # may carry user:pass@
+
+
+def _shown(name: str, raw: str) -> str:
+    """How a refused value is echoed: a secret not at all (its length only), anything else with URL credentials
+    and secret query values masked."""
+    if name in SECRET_KEYS:
+        return f"<{len(raw)} characters, not shown>"
+    return repr(redact_url(raw))
 
 
 def _crop(raw: str) -> tuple[int, int, int, int] | None:
@@ -268,6 +283,15 @@ class Settings:
     babybuddy_child_id: int | None = None
 
     @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every configured secret (tokens, passwords, the camera URL's password), for `redaction.redact_text`:
+        text that quotes one where no pattern can see it (a password with a space in ffmpeg's words) still
+        leaves the process without it."""
+        values = [getattr(self, key.lower()) for key in SECRET_KEYS]
+        values += [secret for key in URL_KEYS for secret in url_secrets(getattr(self, key.lower()))]
+        return tuple(value for value in values if value)
+
+    @property
     def db_path(self) -> Path:
         return self.data_dir / "bilbo.sqlite3"
 
@@ -391,7 +415,7 @@ def load_settings(
         try:
             values[key] = _PARSERS[key](raw)
         except ValueError as exc:
-            raise SettingsError(f"setting {name}={raw!r} is malformed: {exc}") from None
+            raise SettingsError(f"setting {name}={_shown(name, raw)} is malformed: {exc}") from None
     values.update(overrides)
     settings = Settings(**values)
     if settings.wake_needed > settings.wake_window:

@@ -20,9 +20,11 @@ from datetime import datetime
 
 from alerts import store_down
 from alerts.rules import clock
-from capture.ffmpeg import CaptureError, redact_url
+from capture.ffmpeg import CaptureError, conceals_url, find_ffmpeg, redact_url
 from capture.night import is_infrared
-from capture.sources import CapturedFrame, grab
+from capture.sources import CapturedFrame, grab, is_camera_url
+from clock_skew import clock_went_back
+from db.store import DatabaseMissingError, refuse_empty_over_backup
 from models.cascade import Cascade, ModelError
 from models.cry import CryModel, CryModelError
 from settings import Settings
@@ -53,7 +55,7 @@ def check(settings: Settings, crop_of: CropOf, load_cascade: Callable[[Settings]
     uses what the tick would."""
     lines = [_data_dir(settings), *_database(settings), *_writes(settings)]
     frame, camera = _camera(settings)
-    lines.append(camera)
+    lines += [camera, *_ffmpeg(settings)]
     crop = crop_of(settings)
     if frame is not None:
         lines += [_crop(frame, crop), _models(frame, crop, lambda: load_cascade(settings))]
@@ -95,13 +97,20 @@ def _data_dir(settings: Settings) -> Line:
 def _database(settings: Settings) -> list[Line]:
     """Opened read-only: the check must not create, migrate or lock the tick's database."""
     path = settings.db_path
+    try:
+        refuse_empty_over_backup(path)  # lost or moved aside: the tick will refuse to start it empty
+    except DatabaseMissingError as exc:
+        return [Line("FAIL", "database", str(exc))]
     if not path.exists():
         return [Line("ok", "database", f"{path}: not created yet (the first tick creates it)")]
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)  # as_uri escapes ? and #
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            count, newest = conn.execute("SELECT count(*), max(ts) FROM ticks").fetchone()
+            # the newest tick stored, not the highest stamp: a clock that jumped back leaves stamps in the future
+            count, newest = conn.execute(
+                "SELECT count(*), (SELECT ts FROM ticks ORDER BY id DESC LIMIT 1) FROM ticks"
+            ).fetchone()
         finally:
             conn.close()
     except sqlite3.Error as exc:
@@ -109,6 +118,9 @@ def _database(settings: Settings) -> list[Line]:
     lines = [Line("ok", "database", f"{path}: {count} ticks (schema v{version})")]
     if newest is None:
         lines.append(Line("warn", "timer", "no tick recorded yet: is the schedule installed? (make install-schedule)"))
+        return lines
+    if skew := clock_went_back(newest, time.time()):
+        lines.append(Line("warn", "clock", skew))
         return lines
     age_min = (time.time() - newest) / 60
     if age_min * 60 > 2 * settings.tick_interval_s:
@@ -149,6 +161,26 @@ def _camera(settings: Settings) -> tuple[CapturedFrame | None, Line]:
     if frame.audio is not None:
         sound = f"{frame.audio.seconds:.1f} s of audio at {frame.audio.dbfs:.0f} dBFS"
     return frame, Line("ok", "camera", f"{frame.source}: {width}x{height} frame in {seconds:.1f} s, {mode}, {sound}")
+
+
+def _ffmpeg(settings: Settings) -> list[Line]:
+    """For an RTSP camera: can `ps` show its password? ffmpeg 5 or newer takes the URL on a pipe; an older one only on
+    its command line, which every local user can read while a grab runs (and its redirects go unnoticed)."""
+    if not is_camera_url(settings.camera_url):
+        return []
+    try:
+        ffmpeg = find_ffmpeg(settings.ffmpeg_path)
+        concealed = conceals_url(ffmpeg)
+    except CaptureError:
+        return []  # the camera line already says ffmpeg is missing or broken
+    if concealed:
+        return [Line("ok", "ffmpeg", f"{ffmpeg}: gets the camera URL on a pipe, so `ps` never shows its password")]
+    text = (
+        f"{ffmpeg} is older than 5: the camera URL, password included, is on its command line, which every local "
+        "user sees in `ps` while a grab runs, and a redirect to another address goes unnoticed. Install ffmpeg 5 "
+        "or newer (or point FFMPEG_PATH at one)"
+    )
+    return [Line("warn", "ffmpeg", text)]
 
 
 def _crop(frame: CapturedFrame, crop: tuple[int, int, int, int] | None) -> Line:

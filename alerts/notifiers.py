@@ -23,11 +23,15 @@ class NotifyError(RuntimeError):
     `per_alert` is True when the failure is specific to this alert (e.g. Telegram refused this photo or
     caption) so the next queued alert may still go through; False when the channel itself is down,
     misconfigured or slow, and trying more alerts in the same tick would only fail the same way.
+    `maybe_sent` is True when the failure is ambiguous: the alert went out whole and only the answer was lost
+    (no answer in time, the connection reset, an answer that cannot be read), so the parent may have it already.
+    A definite failure (an error answered, the connection refused) leaves it False: nothing arrived.
     """
 
-    def __init__(self, message: str, *, per_alert: bool = False) -> None:
+    def __init__(self, message: str, *, per_alert: bool = False, maybe_sent: bool = False) -> None:
         super().__init__(message)
         self.per_alert = per_alert
+        self.maybe_sent = maybe_sent
 
 
 class Notifier:
@@ -85,9 +89,13 @@ class TelegramNotifier(Notifier):
         import httpx
         import telegram.error
 
+        from alerts.telegram_request import AnswerLost
+
         try:
             with _token_redacted(self._token):
                 return asyncio.run(call(*args))
+        except AnswerLost as exc:
+            raise NotifyError(self._clean(f"{exc}; the message may have arrived"), maybe_sent=True) from None
         except telegram.error.InvalidToken:
             raise NotifyError("Telegram rejected the bot token (check TELEGRAM_BOT_TOKEN)") from None
         except telegram.error.Forbidden as exc:
@@ -101,10 +109,12 @@ class TelegramNotifier(Notifier):
         except (httpx.HTTPError, OSError) as exc:
             reason = str(exc) or type(exc).__name__
             raise NotifyError(self._clean(f"Telegram unreachable: {reason}")) from None
+        except Exception as exc:  # a library surprise is one failed attempt, never a crashed tick
+            raise NotifyError(self._clean(f"Telegram exchange failed: {type(exc).__name__}: {exc}")) from None
 
-    def _bot(self):
-        from telegram import Bot
-        from telegram.request import HTTPXRequest
+    def _request(self):
+        """The transport: PTB's HTTPX one, every wait bounded by timeout_s, each answer checked first."""
+        from alerts.telegram_request import CheckedRequest
 
         timeouts = {
             "connect_timeout": self.timeout_s,
@@ -112,18 +122,30 @@ class TelegramNotifier(Notifier):
             "write_timeout": self.timeout_s,
             "media_write_timeout": self.timeout_s,
         }
-        return Bot(self._token, base_url=self.base_url, request=HTTPXRequest(**timeouts))
+        return CheckedRequest(self.timeout_s, **timeouts)
+
+    def _bot(self, request=None):
+        from telegram import Bot
+
+        return Bot(self._token, base_url=self.base_url, request=request or self._request())
 
     async def _whoami(self) -> str:
         async with self._bot() as bot:  # initialize() calls getMe
             return f"@{bot.username}"
 
     async def _send(self, alert: Alert, photo: bytes | None) -> None:
-        async with self._bot() as bot:  # initialize() calls getMe: checks the token before sending
-            if photo:
-                await bot.send_photo(chat_id=self.chat_id, photo=photo, caption=alert.caption)
-            else:
-                await bot.send_message(chat_id=self.chat_id, text=alert.caption)
+        request = self._request()
+        async with self._bot(request) as bot:  # initialize() calls getMe: checks the token before sending
+            try:
+                if photo:
+                    await bot.send_photo(chat_id=self.chat_id, photo=photo, caption=alert.caption)
+                else:
+                    await bot.send_message(chat_id=self.chat_id, text=alert.caption)
+            except Exception as exc:
+                if not request.accepted:
+                    raise
+                # Telegram said ok, so the message is there: only reading the rest of its answer failed.
+                log.warning("Telegram took the alert, but its answer was odd: %s", self._clean(repr(exc)))
 
     def _clean(self, message: str) -> str:
         """One line, token removed (some PTB/httpx messages can carry the URL, which holds the token)."""

@@ -4,6 +4,12 @@ An alert is written to the outbox in the same transaction as the tick that raise
 "pending" state only when a notifier confirms delivery, so a crash, a dead network or a Telegram outage
 delays an alert but never loses it. Alerts are never deleted. Delivery is at-least-once: if the process
 dies between a successful send and `mark_sent`, the next tick sends that alert again.
+
+Every failure of a channel is one failed attempt, whatever it raised. A failure is definite (an error answered, the
+connection refused: nothing arrived, so the alert is retried every tick) or ambiguous (NotifyError.maybe_sent: the
+alert went out but the answer was lost, so the parent may have it). An ambiguous one is resent once more, saying it
+may be a repeat; a second ambiguous try stops it, and it stays "possibly delivered" (db.store.MAX_UNCONFIRMED) instead
+of reaching the parent once per tick.
 """
 
 from __future__ import annotations
@@ -16,11 +22,12 @@ from typing import NamedTuple
 
 from alerts.notifiers import Notifier, NotifyError
 from alerts.rules import clock
-from db.store import Alert, Store
+from db.store import MAX_UNCONFIRMED, Alert, Store
 
 # An alert older than this is labelled "(delayed, from HH:MM)" so a parent does not read a stale
 # wake-up as happening now. A few ticks (tick interval 240 s by default) of lateness is normal retrying.
 DELAYED_AFTER_S = 15 * 60
+REPEAT_NOTE = "(may be a repeat)"  # starts a resend after a try whose answer was lost
 
 
 class Delivery(NamedTuple):
@@ -42,14 +49,14 @@ def deliver_pending(
 ) -> Delivery:
     """Send every pending alert, oldest first; return the sent ones and how many failed.
 
-    A sent alert is marked sent; a failed one gets attempts+1 and last_error and stays pending for the next
-    tick. After the first failure that is not specific to the alert (endpoint down, slow, token rejected)
-    the rest of the queue is left untouched for the next tick: each try against a dead endpoint can cost a
-    full timeout (20 s), and 50 queued alerts would hold the tick for many minutes, overlapping the next
-    one, while every try fails the same way. A failure specific to one alert (Telegram refused that photo
-    or caption) does not hold back the alerts behind it. With twins, `camera_name` starts every caption, so the
-    parent knows which cot to go to. `on_sent` runs in the transaction that marks an alert sent (the tick queues
-    its backup line there).
+    A sent alert is marked sent; a failed one gets attempts+1 and last_error and stays pending for the next tick
+    (unless its answer was lost a second time: see the module docstring). After the first failure that is not
+    specific to the alert (endpoint down, slow, token rejected) the rest of the queue is left untouched for the
+    next tick: each try against a dead endpoint can cost a full timeout (20 s), and 50 queued alerts would hold the
+    tick for many minutes, overlapping the next one, while every try fails the same way. A failure specific to one
+    alert (Telegram refused that photo or caption) does not hold back the alerts behind it. With twins,
+    `camera_name` starts every caption, so the parent knows which cot to go to. `on_sent` runs in the transaction
+    that marks an alert sent (the tick queues its backup line there).
     """
     sent: list[Alert] = []
     failed = 0
@@ -57,11 +64,12 @@ def deliver_pending(
         outgoing, photo = _prepare(alert, data_dir, now=now, log=log, camera_name=camera_name)
         try:
             notifier.send(outgoing, photo)
-        except NotifyError as exc:
-            store.mark_failed(alert.id, str(exc))
+        except Exception as exc:  # any failure of a channel is a failed attempt, never a crashed tick
+            error = exc if isinstance(exc, NotifyError) else NotifyError(f"{notifier.name} failed: {exc!r}")
+            store.mark_failed(alert.id, str(error), maybe_sent=error.maybe_sent)
             failed += 1
-            log.warning("alert #%s (%s) not sent, will retry next tick: %s", alert.id, alert.kind, exc)
-            if not exc.per_alert:
+            log.warning("alert #%s (%s) %s", alert.id, alert.kind, _failure_words(alert, error))
+            if not error.per_alert:
                 break
             continue
         done = dataclasses.replace(alert, sent_ts=now, attempts=alert.attempts + 1, last_error=None)
@@ -74,6 +82,15 @@ def deliver_pending(
     return Delivery(sent, failed)
 
 
+def _failure_words(alert: Alert, error: NotifyError) -> str:
+    """What happens next to an alert that just failed, for its log line."""
+    if not error.maybe_sent:
+        return f"not sent, will retry next tick: {error}"
+    if alert.unconfirmed + 1 >= MAX_UNCONFIRMED:
+        return f"possibly delivered, not sent again (its answer was lost {MAX_UNCONFIRMED} times): {error}"
+    return f"may have arrived (its answer was lost): resending it once next tick, marked as a possible repeat: {error}"
+
+
 def _prepare(
     alert: Alert, data_dir: Path, *, now: float, log: logging.Logger, camera_name: str
 ) -> tuple[Alert, bytes | None]:
@@ -81,6 +98,8 @@ def _prepare(
     caption = alert.caption
     if now - alert.created_ts > DELAYED_AFTER_S:
         caption = f"(delayed, from {clock(alert.created_ts)}) {caption}"
+    if alert.unconfirmed:
+        caption = f"{REPEAT_NOTE} {caption}"
     if camera_name:
         caption = f"{camera_name}: {caption}"
     photo = None

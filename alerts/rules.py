@@ -42,6 +42,15 @@ def clock(ts: float) -> str:
     return time.strftime("%H:%M", time.localtime(ts))
 
 
+def in_cooldown(ts: float, last_alert_ts: float | None, cooldown_s: float) -> bool:
+    """Whether the last alert of a kind, raised at `last_alert_ts`, silences a new one at `ts`. An alert stamped
+    AFTER `ts` comes from a clock that has since jumped back (a Pi booting without a real-time clock, a clock
+    corrected backwards): how long ago it really was is unknown, and counting it as "just now" would silence every
+    alert until the clock caught up with it, hours later. It does not silence: a repeated message beats a missed
+    waking."""
+    return last_alert_ts is not None and 0 <= ts - last_alert_ts < cooldown_s
+
+
 def wake_condition(classified: Sequence[TickRow], *, window: int, needed: int) -> bool:
     """At least `needed` of the last `window` classified rows are awake (fewer rows: the missing ones are not)."""
     return sum(is_awake(row) for row in classified[-window:]) >= needed
@@ -86,7 +95,7 @@ def wake_alert(
         return None
     if wake_condition(classified[:-1], window=window, needed=needed):  # held already: not a rising edge
         return None
-    if last_alert_ts is not None and new.ts - last_alert_ts < cooldown_s:
+    if in_cooldown(new.ts, last_alert_ts, cooldown_s):
         return None
     awake_now = sum(is_awake(row) for row in now_rows)
     caption = f"Baby seems to be waking ({awake_now} of the last {len(now_rows)} frames eyes open) — {clock(new.ts)}"
@@ -136,7 +145,7 @@ def cry_alert(
     row = recent[-1]
     if not cry_heard([r.cry_probability for r in recent], threshold=threshold, window=window, needed=needed):
         return None
-    if last_alert_ts is not None and row.ts - last_alert_ts < cooldown_s:
+    if in_cooldown(row.ts, last_alert_ts, cooldown_s):
         return None
     crying = crying_clips([r.cry_probability for r in recent[-window:]], threshold)
     loudness = f", {row.dbfs:.0f} dBFS" if row.dbfs is not None else ""

@@ -24,6 +24,31 @@ def crop_to(image: np.ndarray, crop: tuple[int, int, int, int] | None) -> np.nda
     return image[y1:y2, x1:x2]
 
 
+# A crop that keeps less than this share of its area inside the frame is not the bassinet any more.
+MIN_CROP_INSIDE = 0.5
+
+
+class CropError(ValueError):
+    """BASSINET_CROP does not fit the camera's frame: the models would look at the wrong place (or nothing)."""
+
+
+def check_crop_fits(image: np.ndarray, crop: tuple[int, int, int, int] | None) -> None:
+    """Raise CropError when the configured crop lies (mostly) outside the frame: a crop set for a 1920x1080 stream on a
+    camera that switched to 640x360 would otherwise read "absent" on every tick, an empty bassinet that is really a
+    monitor looking at nothing. Clipping a crop that overhangs the edge a little stays allowed."""
+    if crop is None:
+        return
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = crop
+    area = max(0, x2 - x1) * max(0, y2 - y1)
+    inside = max(0, min(x2, w) - max(x1, 0)) * max(0, min(y2, h) - max(y1, 0))
+    if area == 0 or inside < MIN_CROP_INSIDE * area:
+        raise CropError(
+            f"BASSINET_CROP {x1},{y1},{x2},{y2} lies {'outside' if inside == 0 else 'mostly outside'} the camera's "
+            f"{w}x{h} frame (did the camera switch to a smaller stream?): set it again from a frame of this stream"
+        )
+
+
 def _block_means(image: np.ndarray) -> np.ndarray:
     gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
     h, w = gray.shape

@@ -16,10 +16,12 @@ import numpy as np
 
 from capture.audio import AudioClip, pcm16_to_float
 from capture.ffmpeg import AUDIO_RATE, CaptureError, find_ffmpeg, grab_rtsp, is_complete_jpeg, redact_url
+from capture.frame_limits import check_file_size, check_header
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 FOLDER_SUFFIXES = (".jpg", ".jpeg")  # cameras that upload snapshots by FTP drop JPEGs
 STALE_SNAPSHOT_S = 15 * 60  # a camera uploading every few minutes has stopped when its newest JPEG is this old
+FUTURE_MTIME_SLACK_S = 60  # a file server's clock and ours may differ a little; more than this is a wrong clock
 SAMPLE_JPEG_QUALITY = 90
 
 
@@ -34,6 +36,7 @@ class CapturedFrame:
 def decode_jpeg(jpeg: bytes, what: str) -> np.ndarray:
     """Decode JPEG bytes to BGR; a truncated or corrupt JPEG -> CaptureError."""
     image = None
+    check_header(jpeg, what)  # a corrupt header claiming a gigapixel is refused before OpenCV allocates it
     if is_complete_jpeg(jpeg):
         image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
@@ -74,8 +77,18 @@ def _newest_image(folder: Path) -> Path:
         raise CaptureError(f"cannot list the snapshot folder {folder}: {exc.strerror}") from exc
     if not candidates:
         raise CaptureError(f"the snapshot folder {folder} holds no JPEG")
-    newest = max(candidates, key=lambda p: (p.stat().st_mtime_ns, p.name))
-    age_s = time.time() - newest.stat().st_mtime  # the file's real age: uploads happen in real time
+    now = time.time()
+    # A file stamped in the future (a clock that was corrected backwards, a `touch -d`) would stay "newest" for ever
+    # and hide every later upload: only files stamped up to FUTURE_MTIME_SLACK_S ahead count.
+    plausible = [p for p in candidates if p.stat().st_mtime <= now + FUTURE_MTIME_SLACK_S]
+    if not plausible:
+        ahead = min(p.stat().st_mtime for p in candidates) - now
+        raise CaptureError(
+            f"every JPEG in the snapshot folder {folder} is stamped in the future (the nearest {ahead / 60:.0f} min "
+            "ahead): is this computer's clock wrong?"
+        )
+    newest = max(plausible, key=lambda p: (p.stat().st_mtime_ns, p.name))
+    age_s = now - newest.stat().st_mtime  # the file's real age: uploads happen in real time
     if age_s > STALE_SNAPSHOT_S:
         raise CaptureError(
             f"the newest snapshot in {folder} ({newest.name}) is {age_s / 60:.0f} min old: "
@@ -87,11 +100,13 @@ def _newest_image(folder: Path) -> Path:
 def _from_file(path: Path) -> CapturedFrame:
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise CaptureError(f"{path} is not a .jpg, .jpeg or .png file")
+    check_file_size(path)  # a multi-GB file dropped in a snapshot folder is never read into memory
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise CaptureError(f"cannot read {path}: {exc.strerror}") from exc
     if path.suffix.lower() == ".png":
+        check_header(data, str(path))
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             raise CaptureError(f"{path} is not a decodable PNG ({len(data)} bytes)")

@@ -6,19 +6,23 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 
-from flask import Blueprint, Flask, abort, jsonify, request
+from flask import Blueprint, Flask, abort, jsonify
 
+from clock_skew import clock_skew_s
+from dashboard.inputs import count_arg, finite_arg, json_body
 from dashboard.labels import LabelError, effective_state, label_json, parse_correction
 from dashboard.metrics import model_metrics
 from dashboard.sessions import sleep_sessions
 from db import jsonl
 from db.store import (
     DISAGREEMENT_BOOST,
+    MAX_UNCONFIRMED,
     NIGHT_REVIEW_BOOST,
     Alert,
     CameraOutage,
@@ -79,6 +83,8 @@ def teacher_json(history: list[TeacherLabel]) -> dict | None:
 
 
 def alert_json(alert: Alert) -> dict:
+    """An alert as the page shows it. `possibly_delivered`: its answer was lost twice, so the outbox stopped
+    sending it (it may well have arrived); `sent` stays for a delivery Telegram confirmed."""
     return {
         "id": alert.id,
         "kind": alert.kind,
@@ -86,20 +92,24 @@ def alert_json(alert: Alert) -> dict:
         "tick_id": alert.tick_id,
         "caption": alert.caption,
         "sent": alert.sent_ts is not None,
+        "possibly_delivered": alert.sent_ts is None and alert.unconfirmed >= MAX_UNCONFIRMED,
         "attempts": alert.attempts,
         "last_error": alert.last_error,
     }
 
 
 def freshness(newest: TickRow | None, interval_s: int, now: float) -> dict:
-    """Data age for every answer: a silent monitor must never look healthy."""
+    """Data age for every answer: a silent monitor must never look healthy. `newest` is the newest tick stored (by
+    id); stamped in the future (a clock that jumped back), its age is unknown, which is stale too."""
     age = None if newest is None else now - newest.ts
+    skew = clock_skew_s(None if newest is None else newest.ts, now)
     return {
         "now": now,
         "newest_ts": None if newest is None else newest.ts,
         "data_age_s": age,
         "tick_interval_s": interval_s,
-        "stale": age is None or age > 2 * interval_s,
+        "clock_skew_s": skew,
+        "stale": age is None or age > 2 * interval_s or skew > 0,
     }
 
 
@@ -114,25 +124,6 @@ def camera_json(outage: CameraOutage) -> dict:
         "alerted": outage.alerted,
         "camera": outage.camera,  # False: BILBO itself failed (models, disk), not the camera
     }
-
-
-def _float_arg(name: str) -> float | None:
-    raw = request.args.get(name)
-    if raw is None:
-        return None
-    try:
-        return float(raw)
-    except ValueError:
-        abort(400, description=f"query parameter {name!r} must be a number (unix seconds), got {raw!r}")
-
-
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        abort(400, description=f"query parameter {name!r} must be a whole number from {low} to {high}, got {raw!r}")
-    return int(raw)
 
 
 def _review_reasons(row: TickRow, teacher: TeacherLabel | None = None) -> list[str]:
@@ -163,9 +154,10 @@ def _cry_threshold(settings: Settings) -> float:
     if settings.cry_threshold is not None:
         return settings.cry_threshold
     try:
-        return float(json.loads((settings.models_dir / "cry.json").read_text())["threshold"])
+        threshold = float(json.loads((settings.models_dir / "cry.json").read_text())["threshold"])
     except (OSError, ValueError, KeyError, TypeError):
         return 0.5
+    return threshold if math.isfinite(threshold) else 0.5
 
 
 def _tick_or_404(db: Store, tick_id: int) -> TickRow:
@@ -198,7 +190,7 @@ def register_api(app: Flask, settings: Settings, open_store: Callable[[], Store]
 
     @api.get("/timeline")
     def timeline():
-        start, end = _float_arg("start"), _float_arg("end")
+        start, end = finite_arg("start"), finite_arg("end")
         with open_store() as db:
             newest = db.last_tick()
             if end is None:
@@ -261,9 +253,7 @@ def register_api(app: Flask, settings: Settings, open_store: Callable[[], Store]
 
     @api.post("/ticks/<int:tick_id>/corrections")
     def correct(tick_id: int):
-        if not request.is_json:
-            abort(400, description="send the correction as JSON (Content-Type: application/json)")
-        body = request.get_json(silent=True)
+        body = json_body()  # size, depth and text checked (dashboard/inputs.py)
         try:
             changes, author = parse_correction(body)
         except LabelError as exc:
@@ -303,7 +293,7 @@ def register_api(app: Flask, settings: Settings, open_store: Callable[[], Store]
 
     @api.get("/review")
     def review():
-        limit = _int_arg("limit", 50, 1, MAX_REVIEW_LIMIT)
+        limit = count_arg("limit", 50, 1, MAX_REVIEW_LIMIT)
         with open_store() as db:
             queue = db.review_queue(limit)
             remaining = db.count_unreviewed(REMAINING_CAP)

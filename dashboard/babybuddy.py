@@ -4,7 +4,8 @@ Opt-in (feature 21): while BABYBUDDY_URL is empty nothing connects anywhere. The
 and /export/sleep.csv show (same ticks, human labels, `sleep_sessions`, noon-to-noon nights). Idempotent without a
 local table: before posting, the child's Baby Buddy sleep entries over the same span are listed, and a session that
 overlaps one is skipped, by Baby Buddy's own rule (it refuses an overlapping sleep anyway), so a second run, or a
-sleep a parent typed in by hand, is never doubled. A session the next tick could still change is not sent.
+sleep a parent typed in by hand, is never doubled; one that only touches a sleep (ends as it starts) is sent. A
+session the next tick could still change is not sent.
 
 Standard library only, through outbound.call like the fallback labeller: proxy variables are ignored, redirects
 refused and every wait bounded, so the sessions go to BABYBUDDY_URL and nowhere else. Paging is by limit/offset
@@ -15,7 +16,10 @@ one line and exit 1; what was posted before it stays posted and the next run ski
 from __future__ import annotations
 
 import argparse
+import html
 import json
+import math
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -69,8 +73,11 @@ def finished_sessions(points: Sequence[tuple[float, str]], interval_s: float, no
 
 
 def overlaps(session: SleepSession, entry: Entry) -> bool:
-    """Baby Buddy's own test (validate_unique_period): touching counts."""
-    return entry.start_ts <= session.end_ts and entry.end_ts >= session.start_ts
+    """Baby Buddy's own test (core/models.py validate_unique_period, `start__lt=end, end__gt=start`, strict since
+    2021): a sleep that only touches the session does not overlap it. The session as it would be posted: whole
+    seconds (`local_iso`), so the test is the one Baby Buddy will make."""
+    start, end = math.floor(session.start_ts), math.floor(session.end_ts)
+    return entry.start_ts < end and entry.end_ts > start
 
 
 def _span(seconds: float) -> str:
@@ -167,14 +174,30 @@ def _entry(result: dict) -> Entry:
         ) from None
 
 
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]*>")
+
+
+def _page(body: bytes) -> str:
+    """An answer that is not DRF's JSON, named instead of quoted (a raw page has no place in a log line): an HTML
+    page by its title (Django's "Not Found", a proxy's "502 Bad Gateway"), anything else by its kind."""
+    looks_html = body.lstrip()[:1] == b"<"
+    title = _TITLE.search(body[:20_000]) if looks_html else None
+    words = " ".join(_TAG.sub(" ", html.unescape(title[1].decode("utf-8", "replace"))).split())[:80] if title else ""
+    words = "".join(c for c in words if c.isprintable() and c not in "<>")
+    if looks_html:
+        return f"an HTML page: {words}" if words else "an HTML page"
+    return "an answer that is not Baby Buddy's JSON" if body.strip() else ""
+
+
 def _refusal(what: str, status: int, body: bytes, headers: Any) -> str:
     """One line for an HTTP error: Baby Buddy's own words (DRF's {"detail": ...} or {"field": [messages]}) and
-    the setting to check."""
+    the setting to check; a page that is not DRF's JSON is named, never quoted."""
     try:
         data = json.loads(body)
         fields = {k: " ".join(map(str, v)) if isinstance(v, list) else str(v) for k, v in data.items()}
     except (ValueError, AttributeError):
-        data, fields = None, {"detail": body.decode("utf-8", "replace")}
+        data, fields = None, {"detail": _page(body)}
     words = "; ".join(v if k in ("detail", "non_field_errors") else f"{k}: {v}" for k, v in fields.items())
     said = f"HTTP {status}" + (f" ({' '.join(words.split())[:200]})" if words.strip() else "")
     if status in (401, 403):

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import mmap
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -141,3 +142,27 @@ def read_records(path: Path) -> Iterator[tuple[int, dict | None, str | None]]:
                 yield number, record, None
             except ValueError as exc:
                 yield number, None, f"{type(exc).__name__}: {exc}"
+
+
+def named_in(path: Path, names: Iterable[str]) -> set[str]:
+    """Those of `names` (paths like "frames/2026-11-21/030000-1795230000.jpg") that a line of the backup at `path`
+    holds: retention's sweep keeps those files, since a database rebuilt from the backup points at them. One byte
+    search of the mapped file per day folder, collecting that folder's names, so a year of lines costs milliseconds
+    however many files are asked about; the sweep asks only when it has files to remove. A missing or empty backup
+    names nothing; one that cannot be read raises OSError."""
+    wanted = set(names)
+    found: set[str] = set()
+    if not wanted:
+        return found
+    try:
+        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            for folder in {name.rpartition("/")[0] + "/" for name in wanted}:
+                needle = json.dumps(folder)[:-1].encode()  # the opening quote and the folder, as a line writes it
+                at = data.find(needle)
+                while at != -1 and (end := data.find(b'"', at + len(needle))) != -1:
+                    with contextlib.suppress(ValueError):  # not one of our names (an escaped quote): not wanted
+                        found.add(json.loads(data[at : end + 1]))
+                    at = data.find(needle, end + 1)
+    except (FileNotFoundError, ValueError):  # no backup, or an empty one (mmap refuses 0 bytes): it names nothing
+        return set()
+    return wanted & found

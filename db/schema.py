@@ -141,6 +141,12 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE capture_failures ADD COLUMN camera INTEGER NOT NULL DEFAULT 1;  -- 1: no usable frame; 0: BILBO
     """,
+    # 9: an alert whose answer was lost after it went out (a timeout, a reset connection, an unreadable answer) may have
+    # arrived. The outbox resends it once, saying it may be a repeat; after a second such try it stops and the alert
+    # stays "possibly delivered" (sent_ts NULL, unconfirmed 2) instead of being sent again on every tick.
+    """
+    ALTER TABLE outbox ADD COLUMN unconfirmed INTEGER NOT NULL DEFAULT 0;  -- tries that may have arrived, unconfirmed
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -23,6 +23,15 @@ class StoreError(RuntimeError):
     """The database cannot be opened or written; the message says why in one line."""
 
 
+class DatabaseMissingError(StoreError):
+    """The database file is missing (or empty) while its JSONL backup is not: an empty database started over it would
+    lose the history to the next tick (retention's sweep of frames no row names) and reuse the backup's ids."""
+
+
+class IdTaken(StoreError):
+    """A backed-up record's id already holds a different record (db.rebuild reports the line; it writes nothing)."""
+
+
 @dataclass(frozen=True)
 class TickRow:
     """One tick's outcome, as stored. `id` is None until inserted."""
@@ -82,6 +91,7 @@ class Alert:
     attempts: int = 0
     last_error: str | None = None
     sent_ts: float | None = None
+    unconfirmed: int = 0  # tries whose answer was lost after sending (alerts.outbox: it may have arrived)
 
 
 @dataclass(frozen=True)
@@ -216,10 +226,13 @@ _UNREVIEWED_SQL = (
     "unchanged = 0 AND jpeg_path IS NOT NULL AND media_pruned_ts IS NULL "
     "AND NOT EXISTS (SELECT 1 FROM corrections c WHERE c.tick_id = t.id AND c.undone_ts IS NULL)"
 )
+# The JSONL backups that live beside the database (settings.py names them; tests/test_missing_database.py checks).
+BACKUP_NAMES = ("ticks.jsonl", "corrections.jsonl", "teacher_labels.jsonl")
 FULL_DISK_BYTES = 1024 * 1024  # less free than this, and a failure to open the database is blamed on the disk
-_OUTBOX_COLUMNS = "id, kind, caption, photo_path, created_ts, tick_id, attempts, last_error, sent_ts"
-# The current camera outage: capture failures newer than the newest stored tick (both lookups use an index on ts).
-_OUTAGE_SQL = "ts > coalesce((SELECT max(ts) FROM ticks), -1e308)"
+# Tries whose answer was lost after sending before an alert stops being sent: the first one is resent once, saying it
+# may be a repeat; after the second it stays "possibly delivered" (alerts/outbox.py).
+MAX_UNCONFIRMED = 2
+_OUTBOX_COLUMNS = "id, kind, caption, photo_path, created_ts, tick_id, attempts, last_error, sent_ts, unconfirmed"
 
 
 def _tick_params(row: TickRow) -> tuple:
@@ -310,12 +323,34 @@ def _teacher_from_sql(r: sqlite3.Row) -> TeacherLabel:
     return TeacherLabel(**{**{key: r[key] for key in r.keys()}, "disagrees": bool(r["disagrees"])})  # noqa: SIM118
 
 
-def _import_alert(conn: sqlite3.Connection, alert: Alert) -> None:
-    """Insert a backed-up alert keeping its id; one already there is kept as it is."""
-    conn.execute(
-        f"INSERT INTO outbox ({_OUTBOX_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+def _insert_keeping_id(
+    conn: sqlite3.Connection, table: str, columns: str, values: Sequence, mutable: frozenset[str] = frozenset()
+) -> bool:
+    """Insert a backed-up row under its own id (`columns` starts with id). True: written. False: the id already holds
+    this very record (a line appended twice, by a tick killed between its append and its bookkeeping): nothing to
+    write. Raises IdTaken when it holds a different one (ids reused by a database started empty): the first is kept
+    and the caller reports the line, never a silent drop. `mutable` columns (set by later lines, such as an alert's
+    delivery) are left out of the comparison."""
+    names = [name.strip() for name in columns.split(",")]
+    cursor = conn.execute(
+        f"INSERT INTO {table} ({columns}) VALUES ({', '.join('?' * len(names))}) ON CONFLICT (id) DO NOTHING", values
+    )
+    if cursor.rowcount == 1:
+        return True
+    kept = [(name, value) for name, value in zip(names, values, strict=True) if name not in mutable]
+    stored = conn.execute(f"SELECT {', '.join(name for name, _ in kept)} FROM {table} WHERE id = ?", (values[0],))
+    if tuple(stored.fetchone() or ()) != tuple(value for _, value in kept):
+        raise IdTaken(f"{table} id {values[0]} already holds a different record, kept from an earlier line")
+    return False
+
+
+def _import_alert(conn: sqlite3.Connection, alert: Alert) -> bool:
+    """Insert a backed-up alert keeping its id; one already there (the same alert) is kept as it is."""
+    return _insert_keeping_id(
+        conn, "outbox", _OUTBOX_COLUMNS,
         (alert.id, alert.kind, alert.caption, alert.photo_path, alert.created_ts, alert.tick_id,
-         alert.attempts, alert.last_error, alert.sent_ts),
+         alert.attempts, alert.last_error, alert.sent_ts, alert.unconfirmed),
+        frozenset({"attempts", "last_error", "sent_ts", "unconfirmed"}),
     )  # fmt: skip
 
 
@@ -336,6 +371,27 @@ def _full_disk_hint(path: Path) -> str:
     )
 
 
+def _size(path: Path) -> int:
+    """The bytes of a regular file; 0 for none (a folder in a backup's place holds no lines)."""
+    try:
+        return path.stat().st_size if path.is_file() else 0
+    except OSError:
+        return 0
+
+
+def refuse_empty_over_backup(path: Path) -> None:
+    """Raise DatabaseMissingError when `path` holds no database (missing, or a 0-byte file) while a backup beside it
+    holds lines (Store.open's guard; `monitor.py --check` may ask the same)."""
+    if _size(path):
+        return
+    if backups := [backup for name in BACKUP_NAMES if _size(backup := path.parent / name)]:
+        raise DatabaseMissingError(
+            f"database {path} is missing and its backup {backups[0].name} is not empty: rebuild it with "
+            "`.venv/bin/python -m db.rebuild` in the BILBO folder (add --config .env.NAME for another camera); "
+            "BILBO will not start an empty one (that would lose the history)"
+        )
+
+
 class Store:
     """A connection to BILBO's SQLite file. Use as a context manager so it is always closed."""
 
@@ -344,8 +400,14 @@ class Store:
         self.path = path
 
     @classmethod
-    def open(cls, path: Path, *, busy_timeout_s: float = 5.0) -> Store:
-        """Open (creating if needed) and migrate. Raises StoreError with the reason."""
+    def open(cls, path: Path, *, busy_timeout_s: float = 5.0, restoring: bool = False) -> Store:
+        """Open (creating if needed) and migrate. Raises StoreError with the reason.
+
+        A missing (or empty) file is created only while the JSONL backups beside it are empty too: otherwise it was
+        lost or moved aside and must be rebuilt from them (DatabaseMissingError says how), never started empty.
+        `restoring`: db.rebuild, which fills the new file from those backups."""
+        if not restoring:
+            refuse_empty_over_backup(path)
         try:
             conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
             conn.row_factory = sqlite3.Row
@@ -398,7 +460,8 @@ class Store:
         """Store a tick and the alerts it raised in one transaction; returns the tick id.
 
         A stored tick ends the camera outage before it: its capture failures are deleted in the same
-        transaction, so `capture_failures` only ever holds the outage going on now."""
+        transaction, so `capture_failures` only ever holds the outage going on now. All of them, whatever their
+        stamps: a clock that jumped back must neither keep an ended outage alive nor hide the next one."""
         placeholders = ", ".join("?" * len(_tick_params(row)))
         with self._write() as conn:
             tick_id = conn.execute(
@@ -409,7 +472,7 @@ class Store:
                     "INSERT INTO outbox (created_ts, kind, tick_id, caption, photo_path) VALUES (?, ?, ?, ?, ?)",
                     (alert.created_ts, alert.kind, tick_id, alert.caption, alert.photo_path),
                 )
-            conn.execute("DELETE FROM capture_failures WHERE ts <= ?", (row.ts,))
+            conn.execute("DELETE FROM capture_failures")
         return tick_id
 
     def insert_ticks(self, rows: Sequence[TickRow]) -> None:
@@ -422,34 +485,34 @@ class Store:
                 f"INSERT INTO ticks ({_TICK_COLUMNS}) VALUES ({placeholders})", [_tick_params(r) for r in rows]
             )
 
-    def import_tick(self, row: TickRow, alerts: Sequence[Alert] = ()) -> None:
+    def import_tick(self, row: TickRow, alerts: Sequence[Alert] = ()) -> bool:
         """Insert a tick and the alerts it raised keeping their ids (rebuild from the JSONL backup); like
         `insert_tick`, it ends the outage before it, so a rebuilt `capture_failures` holds only the outage that was
-        going on at the end. A tick line that comes again (a retried backup append) changes nothing: later lines,
-        e.g. its "pruned" mark or an alert's delivery, stand."""
-        placeholders = ", ".join("?" * (len(_tick_params(row)) + 1))
+        going on at the end. A tick line that comes again (a retried backup append) changes nothing and returns
+        False: later lines, e.g. its "pruned" mark or an alert's delivery, stand. Raises IdTaken (nothing written)
+        when its id, or one of its alerts' ids, holds a different record."""
         with self._write() as conn:
-            conn.execute(
-                f"INSERT INTO ticks (id, {_TICK_COLUMNS}) VALUES ({placeholders}) ON CONFLICT (id) DO NOTHING",
-                (row.id, *_tick_params(row)),
-            )
+            values = (row.id, *_tick_params(row))
+            if not _insert_keeping_id(conn, "ticks", f"id, {_TICK_COLUMNS}", values, frozenset({"media_pruned_ts"})):
+                return False
             for alert in alerts:
                 _import_alert(conn, alert)
             conn.execute("DELETE FROM capture_failures WHERE ts <= ?", (row.ts,))
+        return True
 
     def last_moving_ts(self, still_below: float) -> float | None:
         """When the newest tick whose picture moved (diff_score >= still_below, or no reference) was taken."""
         r = self._conn.execute(
-            "SELECT max(ts) FROM ticks WHERE diff_score IS NULL OR diff_score >= ?", (still_below,)
+            "SELECT ts FROM ticks WHERE diff_score IS NULL OR diff_score >= ? ORDER BY id DESC LIMIT 1", (still_below,)
         ).fetchone()
-        return r[0]
+        return r[0] if r else None
 
     def tick(self, tick_id: int) -> TickRow | None:
         r = self._conn.execute(f"SELECT id, {_TICK_COLUMNS} FROM ticks WHERE id = ?", (tick_id,)).fetchone()
         return _tick_from_sql(r) if r else None
 
     def last_tick(self) -> TickRow | None:
-        r = self._conn.execute(f"SELECT id, {_TICK_COLUMNS} FROM ticks ORDER BY ts DESC, id DESC LIMIT 1").fetchone()
+        r = self._conn.execute(f"SELECT id, {_TICK_COLUMNS} FROM ticks ORDER BY id DESC LIMIT 1").fetchone()
         return _tick_from_sql(r) if r else None
 
     def last_classified(self) -> TickRow | None:
@@ -460,22 +523,20 @@ class Store:
     def recent_classified(self, n: int) -> list[TickRow]:
         """The newest n ticks whose models ran, oldest first (input of the alert rules)."""
         rows = self._conn.execute(
-            f"SELECT id, {_TICK_COLUMNS} FROM ticks WHERE unchanged = 0 ORDER BY ts DESC, id DESC LIMIT ?", (n,)
+            f"SELECT id, {_TICK_COLUMNS} FROM ticks WHERE unchanged = 0 ORDER BY id DESC LIMIT ?", (n,)
         ).fetchall()
         return [_tick_from_sql(r) for r in reversed(rows)]
 
     def recent_ticks(self, n: int) -> list[TickRow]:
         """The newest n ticks, unchanged frames included, oldest first (input of the cry rule: audio is
         new evidence on every tick)."""
-        rows = self._conn.execute(
-            f"SELECT id, {_TICK_COLUMNS} FROM ticks ORDER BY ts DESC, id DESC LIMIT ?", (n,)
-        ).fetchall()
+        rows = self._conn.execute(f"SELECT id, {_TICK_COLUMNS} FROM ticks ORDER BY id DESC LIMIT ?", (n,)).fetchall()
         return [_tick_from_sql(r) for r in reversed(rows)]
 
     def last_reference_jpeg(self) -> str | None:
         """The newest kept JPEG: what the pixel diff compares against."""
         r = self._conn.execute(
-            "SELECT jpeg_path FROM ticks WHERE jpeg_path IS NOT NULL ORDER BY ts DESC, id DESC LIMIT 1"
+            "SELECT jpeg_path FROM ticks WHERE jpeg_path IS NOT NULL ORDER BY id DESC LIMIT 1"
         ).fetchone()
         return r["jpeg_path"] if r else None
 
@@ -551,8 +612,9 @@ class Store:
         where = [
             "media_pruned_ts IS NULL AND (jpeg_path IS NOT NULL OR audio_path IS NOT NULL)",
             "NOT EXISTS (SELECT 1 FROM corrections c WHERE c.tick_id = t.id)",
-            "NOT EXISTS (SELECT 1 FROM outbox o WHERE o.sent_ts IS NULL AND o.photo_path = t.jpeg_path)",
-            "t.id IS NOT (SELECT id FROM ticks WHERE jpeg_path IS NOT NULL ORDER BY ts DESC, id DESC LIMIT 1)",
+            f"NOT EXISTS (SELECT 1 FROM outbox o WHERE o.sent_ts IS NULL AND o.unconfirmed < {MAX_UNCONFIRMED} "
+            "AND o.photo_path = t.jpeg_path)",
+            "t.id IS NOT (SELECT id FROM ticks WHERE jpeg_path IS NOT NULL ORDER BY id DESC LIMIT 1)",
         ]
         params: list = []
         if before_ts is not None:
@@ -629,11 +691,9 @@ class Store:
         try:
             summary = self._conn.execute(
                 "SELECT count(*) AS failures, min(ts) AS since_ts, max(ts) AS last_ts, "
-                f"count(alert_id) AS alerts, min(camera) AS camera FROM capture_failures WHERE {_OUTAGE_SQL}"
+                "count(alert_id) AS alerts, min(camera) AS camera FROM capture_failures"
             ).fetchone()
-            newest = self._conn.execute(
-                f"SELECT reason FROM capture_failures WHERE {_OUTAGE_SQL} ORDER BY ts DESC, id DESC LIMIT 1"
-            ).fetchone()
+            newest = self._conn.execute("SELECT reason FROM capture_failures ORDER BY id DESC LIMIT 1").fetchone()
         except sqlite3.Error as exc:
             raise StoreError(f"database {self.path} could not be read: {exc}") from None
         return CameraOutage(
@@ -648,7 +708,11 @@ class Store:
     # --- alerts ------------------------------------------------------------------------------
 
     def pending_alerts(self) -> list[Alert]:
-        rows = self._conn.execute(f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE sent_ts IS NULL ORDER BY id").fetchall()
+        """Alerts still to send, oldest first: not confirmed, and not given up as possibly delivered."""
+        rows = self._conn.execute(
+            f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE sent_ts IS NULL AND unconfirmed < ? ORDER BY id",
+            (MAX_UNCONFIRMED,),
+        ).fetchall()
         return [_alert_from_sql(r) for r in rows]
 
     def alerts(self, kind: str | None = None) -> list[Alert]:
@@ -667,10 +731,11 @@ class Store:
     def last_alert_ts(self, kind: str) -> float | None:
         """The newest alert of `kind`, combined alerts included ('wake+cry' counts as a wake and as a cry)."""
         r = self._conn.execute(
-            "SELECT MAX(created_ts) FROM outbox WHERE kind = ? OR '+' || kind || '+' LIKE '%+' || ? || '+%'",
+            "SELECT created_ts FROM outbox WHERE kind = ? OR '+' || kind || '+' LIKE '%+' || ? || '+%' "
+            "ORDER BY id DESC LIMIT 1",
             (kind, kind),
         ).fetchone()
-        return r[0]
+        return r[0] if r else None
 
     def mark_sent(self, alert_id: int, sent_ts: float) -> None:
         with self._write() as conn:
@@ -691,9 +756,13 @@ class Store:
                 (sent_ts, attempts, alert_id),
             )
 
-    def mark_failed(self, alert_id: int, error: str) -> None:
+    def mark_failed(self, alert_id: int, error: str, *, maybe_sent: bool = False) -> None:
+        """A failed try; `maybe_sent`: the answer was lost after the alert went out, so it may have arrived."""
         with self._write() as conn:
-            conn.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?", (error, alert_id))
+            conn.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, unconfirmed = unconfirmed + ? WHERE id = ?",
+                (error, int(maybe_sent), alert_id),
+            )
 
     # --- JSONL backup lines waiting to be written (db/jsonl.py) ------------------------------
 
@@ -762,13 +831,15 @@ class Store:
             )
         return [_correction_from_sql(r) for r in rows]
 
-    def import_correction(self, correction: Correction) -> None:
+    def import_correction(self, correction: Correction) -> bool:
         """Insert a correction keeping its id and undo state (rebuild from the JSONL backup). One that comes again
-        (a retried backup append) changes nothing, so a later "undo" line stands."""
+        (a retried backup append) changes nothing and returns False, so a later "undo" line stands; IdTaken when its
+        id holds a different correction."""
         with self._write() as conn:
-            conn.execute(
-                "INSERT INTO corrections (id, tick_id, field, value, author, created_ts, undone_ts) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            return _insert_keeping_id(
+                conn,
+                "corrections",
+                "id, tick_id, field, value, author, created_ts, undone_ts",
                 (
                     correction.id,
                     correction.tick_id,
@@ -778,6 +849,7 @@ class Store:
                     correction.created_ts,
                     correction.undone_ts,
                 ),
+                frozenset({"undone_ts"}),
             )
 
     def mark_corrections_undone(self, ids: Sequence[int], undone_ts: float) -> None:
@@ -873,9 +945,11 @@ class Store:
                 values,
             ).lastrowid
 
-    def import_teacher_label(self, label: TeacherLabel) -> None:
-        """Insert a call's outcome keeping its id (rebuild from the JSONL backup)."""
-        self.add_teacher_label(label)
+    def import_teacher_label(self, label: TeacherLabel) -> bool:
+        """Insert a call's outcome keeping its id (rebuild from the JSONL backup): False when it is there already,
+        IdTaken when its id holds a different call."""
+        with self._write() as conn:
+            return _insert_keeping_id(conn, "teacher_labels", _TEACHER_COLUMNS, _teacher_values(label))
 
     def teacher_calls_since(self, ts: float) -> int:
         """Calls made to the fallback labeller at or after `ts`, failed ones included (its per-hour cap)."""

@@ -7,6 +7,9 @@ an hour), about the oldest frame of the last WINDOW_S that `needs_teacher` picks
 yet and still has its JPEG. Every call is stored (db.store.TeacherLabel, and a line in data/teacher_labels.jsonl):
 a label, or a failure that leaves the frame pending for a later tick, until MAX_ATTEMPTS failures give up on it.
 
+Only the bassinet crop ever leaves (the README's promise): a camera with no crop (BASSINET_CROP empty) sends nothing,
+rather than the whole room, and each tick that would have sent says so in one warning.
+
 The labels are training signal only (train.retrain, below any human label): the alert rules, the tick's state and
 every evaluation read the cascade and the humans, never this.
 """
@@ -54,11 +57,9 @@ def next_frame(store: Store, data_dir: Path, now: float) -> TickRow | None:
     return None
 
 
-def image_to_send(path: Path, crop: Crop | None) -> bytes:
-    """The JPEG the server sees: only the bassinet crop when one is known (the rest of the room stays home),
-    else the stored frame as it is. Raises OSError for a frame that cannot be read."""
-    if crop is None:
-        return path.read_bytes()
+def image_to_send(path: Path, crop: Crop) -> bytes:
+    """The JPEG the server sees: only the bassinet crop (the rest of the room stays home), re-encoded. Raises
+    OSError for a frame that cannot be read."""
     img = cv2.imread(str(path))
     if img is None:
         raise OSError(f"{path}: not a readable JPEG")
@@ -91,7 +92,14 @@ def _label_one(settings: Settings, store: Store, now: float, crop_of: CropOf) ->
     if row is None:
         return None
     url, model = settings.fallback_labeller_url, settings.fallback_labeller_model  # no credentials (settings.py)
-    jpeg = image_to_send(settings.data_dir / str(row.jpeg_path), crop_of(settings, row.source))
+    crop = crop_of(settings, row.source)
+    if crop is None:  # no attempt is stored: setting the crop later lets the frame go
+        log.warning(
+            "fallback labeller: nothing sent: no BASSINET_CROP is set, and only the bassinet crop may leave "
+            "(set BASSINET_CROP=x1,y1,x2,y2, or empty FALLBACK_LABELLER_URL to turn the labeller off)"
+        )
+        return None
+    jpeg = image_to_send(settings.data_dir / str(row.jpeg_path), crop)
     attempt = len(store.teacher_history(row.id)) + 1
     log.info(
         "fallback labeller: sending the bassinet crop of tick %d (%d kB) to %s, model %s",

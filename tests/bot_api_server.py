@@ -2,7 +2,9 @@
 
 Handles POST /bot<TOKEN>/getMe, /sendPhoto (multipart/form-data) and /sendMessage (form or JSON), answers
 with well-formed Bot API JSON that PTB parses into User/Message objects, and records every request.
-It can be told to fail (HTTP status + {"ok": false}) or to hang, and to recover.
+It can be told to fail (HTTP status + {"ok": false}, 200 included) or to hang, and to recover. It can also take a
+message and lose the answer (`lose_answer`): the message is recorded, as Telegram would have delivered it, and then
+the answer comes too late, the connection is reset, or an unreadable 200 comes back.
 
     with BotApiServer(token="123:abc") as api:
         notifier = TelegramNotifier("123:abc", "42", base_url=api.base_url)
@@ -11,6 +13,8 @@ It can be told to fail (HTTP status + {"ok": false}) or to hang, and to recover.
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -64,17 +68,24 @@ def _parse_body(content_type: str, body: bytes) -> tuple[dict[str, str], bytes |
 
 # Looks like a real token so leak checks mean something.
 TEST_TOKEN = "987654:SECRET-bilbo-token-do-not-leak"
+SEND_METHODS = ("sendPhoto", "sendMessage")
+LOSSES = ("slow", "reset", "unreadable")
+UNREADABLE = b"<html><body><h1>502 Bad Gateway</h1>nginx</body></html>"
 
 
 class BotApiServer:
-    """The server, its switches (`fail`, `hang`, `recover`) and what it received (`requests`)."""
+    """The server, its switches (`fail`, `hang`, `lose_answer`, `recover`) and what it received (`requests`)."""
 
     def __init__(self, token: str = TEST_TOKEN) -> None:
         self.token = token
         self.requests: list[Received] = []
         self.fail_status: int | None = None
         self.fail_description = "Internal Server Error"
+        self.fail_error_code: int | None = None
+        self.fail_html = False
         self.hang_s = 0.0
+        self.lost: str | None = None
+        self.lost_after_s = 0.0
         self._release = threading.Event()
         self._lock = threading.Lock()
         self._next_message_id = 1
@@ -84,9 +95,23 @@ class BotApiServer:
 
     # --- switches --------------------------------------------------------------------------------
 
-    def fail(self, status: int = 500, description: str = "Internal Server Error") -> None:
-        """Answer every request with this HTTP status and {"ok": false, ...}."""
-        self.fail_status, self.fail_description = status, description
+    def fail(
+        self, status: int = 500, description: str = "Internal Server Error", error_code: int | None = None, *,
+        html: bool = False,
+    ) -> None:  # fmt: skip
+        """Answer every request with this HTTP status and {"ok": false, "description": ...}, with `error_code`
+        (by default the status; none at all for a 2xx status unless given), or with a proxy's HTML page (`html`)."""
+        self.fail_status, self.fail_description, self.fail_html = status, description, html
+        self.fail_error_code = error_code if error_code is not None or 200 <= status < 300 else status
+
+    def lose_answer(self, how: str, after_s: float = 30.0) -> None:
+        """Take every sendPhoto/sendMessage (recorded: the parent has it) but lose the answer: "slow" answers only
+        after `after_s` (past the client's timeout), "reset" resets the connection instead of answering,
+        "unreadable" answers 200 with a proxy's HTML page. getMe is answered as usual."""
+        if how not in LOSSES:
+            raise ValueError(f"how must be one of {LOSSES}")
+        self._release.clear()
+        self.lost, self.lost_after_s = how, after_s
 
     def hang(self, seconds: float) -> None:
         """Wait this long before answering (or until recover/stop)."""
@@ -94,8 +119,14 @@ class BotApiServer:
         self.hang_s = seconds
 
     def recover(self) -> None:
-        self.fail_status, self.hang_s = None, 0.0
+        self.fail_status, self.hang_s, self.lost = None, 0.0, None
         self._release.set()
+
+    def delivered(self) -> list[str]:
+        """What reached the chat, in order: each send's caption or text (lost answers included)."""
+        with self._lock:
+            sends = [r for r in self.requests if r.method in SEND_METHODS and r.token == self.token]
+        return [r.caption if r.method == "sendPhoto" else r.text for r in sends]
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -134,7 +165,10 @@ class BotApiServer:
         if received.token != self.token:
             return 401, {"ok": False, "error_code": 401, "description": "Unauthorized"}
         if self.fail_status is not None:
-            return self.fail_status, {"ok": False, "error_code": self.fail_status, "description": self.fail_description}
+            answer = {"ok": False, "description": self.fail_description}
+            if self.fail_error_code is not None:
+                answer["error_code"] = self.fail_error_code
+            return self.fail_status, answer
         if method == "getMe":
             user = {"id": 123456, "is_bot": True, "first_name": "BILBO test", "username": "bilbo_test_bot"}
             return 200, {"ok": True, "result": user}
@@ -180,16 +214,30 @@ class BotApiServer:
                     server.requests.append(received)
                 if server.hang_s:
                     server._release.wait(server.hang_s)
+                lost = server.lost if method in SEND_METHODS and server.fail_status is None else None
+                if lost == "reset":
+                    self._reset()
+                    return
+                if lost == "slow":
+                    server._release.wait(server.lost_after_s)
                 status, payload = server._answer(method, received)
-                data = json.dumps(payload).encode()
+                data, kind = json.dumps(payload).encode(), "application/json"
+                if lost == "unreadable" or (server.fail_status is not None and server.fail_html):
+                    data, kind = UNREADABLE, "text/html"
                 try:
                     self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Type", kind)
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     self.wfile.write(data)
                 except OSError:
                     pass  # the client gave up (timeout test)
+
+            def _reset(self) -> None:
+                """Close the connection with a TCP RST, as a dropped NAT mapping or a crashing proxy would."""
+                self.close_connection = True
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
 
             do_GET = do_POST
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from alerts.notifiers import TelegramNotifier
+from alerts.notifiers import Notifier, TelegramNotifier
 from alerts.outbox import DELAYED_AFTER_S, Delivery, deliver_pending
 from alerts.rules import clock, rows_needed, wake_alert
 from db.store import Alert, Store, TickRow
@@ -241,3 +241,23 @@ def test_outbox_goes_on_after_a_failure_specific_to_one_alert(store, bot_api, tm
     assert delivered(deliver_pending(store, notifier, tmp_path, now=now, log=log)) == (0, 3)
     assert [a.attempts for a in store.pending_alerts()] == [1, 1, 1]
     assert all("caption is too long" in a.last_error for a in store.alerts())
+
+
+class _BrokenChannel(Notifier):
+    """A channel with a bug: it raises something other than NotifyError (no real channel is left that does, since
+    TelegramNotifier turns every library surprise into a NotifyError; this guards the outbox's own promise)."""
+
+    name = "broken"
+
+    def send(self, alert: Alert, photo: bytes | None) -> None:
+        raise KeyError("result")
+
+
+def test_any_failure_of_a_channel_is_one_failed_attempt_and_the_tick_goes_on(store, tmp_path, caplog):
+    now = time.time()
+    queue(store, "alert", None, now)
+    with caplog.at_level(logging.WARNING):
+        assert delivered(deliver_pending(store, _BrokenChannel(), tmp_path, now=now, log=log)) == (0, 1)
+    [still] = store.pending_alerts()
+    assert (still.attempts, still.unconfirmed) == (1, 0) and "broken failed: KeyError('result')" in still.last_error
+    assert "will retry next tick" in caplog.text

@@ -49,6 +49,7 @@ class BabyBuddy:
         self.auth_status = auth_status  # Baby Buddy answers 403 (SessionAuthentication first); plain DRF 401
         self.fail_posts_after: int | None = None
         self.delay_s = 0.0
+        self.html_errors = False  # Django's own HTML error pages (a path outside the API) or a proxy's, not DRF JSON
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
@@ -89,7 +90,8 @@ class BabyBuddy:
             return 400, {"non_field_errors": ["Start time must come before end time."]}
         if end - start > 24 * H:
             return 400, {"non_field_errors": ["Duration too long."]}
-        if any(_ts(s["start"]) <= end and _ts(s["end"]) >= start for s in self.sleeps if s["child"] == CHILD):
+        # core/models.py validate_unique_period: filter(start__lt=end, end__gt=start): touching is no overlap
+        if any(_ts(s["start"]) < end and _ts(s["end"]) > start for s in self.sleeps if s["child"] == CHILD):
             return 400, {"non_field_errors": ["Another entry intersects the specified time period."]}
         self.sleeps.append(self._stored(CHILD, start, end, body.get("nap"), body.get("notes", "")))
         return 201, self.sleeps[-1]
@@ -102,9 +104,11 @@ class BabyBuddy:
                 pass
 
             def answer(self, status: int, data: dict) -> None:
-                body = json.dumps(data).encode()
+                body, kind = json.dumps(data).encode(), "application/json"
+                if bb.html_errors and status >= 400:
+                    body, kind = HTML_PAGES[status], "text/html; charset=utf-8"
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -142,6 +146,14 @@ class BabyBuddy:
 
 def _ts(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
+
+
+HTML_PAGES = {  # what Django (DEBUG off) and nginx in front of it answer, shortened
+    404: b'<!doctype html>\n<html lang="en">\n<head>\n  <title>Not Found</title>\n</head>\n<body>\n  <h1>Not Found'
+    b"</h1><p>The requested resource was not found on this server.</p>\n</body>\n</html>\n",
+    503: b"<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n<body>\r\n<center><h1>"
+    b"503 Service Temporarily Unavailable</h1></center>\r\n<hr><center>nginx/1.24.0</center>\r\n</body>\r\n</html>\r\n",
+}
 
 
 @pytest.fixture
@@ -236,6 +248,16 @@ def test_a_sleep_entered_by_hand_that_overlaps_a_session_is_not_doubled(data_dir
     assert baby_buddy.spans() == [A, by_hand] and len(baby_buddy.posts()) == 1
 
 
+def test_a_sleep_entered_by_hand_that_only_touches_a_session_does_not_stop_it(data_dir, baby_buddy):
+    """Baby Buddy's own rule is strict (start < end and end > start), so a nap typed in as ending the minute B
+    starts, and one starting the minute A ends, leave both sessions to be sent, and Baby Buddy takes them."""
+    before_b, after_a = (B[0] - H, B[0]), (A[1], A[1] + 30 * 60)
+    baby_buddy.add(*before_b)
+    baby_buddy.add(*after_a)
+    assert export(data_dir, baby_buddy.url) == 0
+    assert baby_buddy.spans() == sorted([A, after_a, before_b, B]) and len(baby_buddy.posts()) == 2
+
+
 def test_existing_sleeps_are_read_across_pages(data_dir, baby_buddy):
     """Five unrelated sleeps between A and B, and one inside A: newest first on pages of two, A's is on page 3."""
     inside_a = (A[0] + 600, A[0] + 1200)
@@ -324,6 +346,22 @@ def test_a_server_that_is_down_is_one_clear_line(data_dir, baby_buddy, capsys):
 def test_a_wrong_url_is_one_clear_line(data_dir, baby_buddy, capsys):
     assert export(data_dir, baby_buddy.url + "/babybuddy") == 1
     assert "HTTP 404 (Not found.); check BABYBUDDY_URL" in one_line(capsys)
+
+
+@pytest.mark.parametrize(
+    ("where", "said"),
+    [
+        ("/babybuddy", "HTTP 404 (an HTML page: Not Found); check BABYBUDDY_URL"),  # Django's page, not DRF's JSON
+        ("", "HTTP 503 (an HTML page: 503 Service Temporarily Unavailable)"),  # nginx in front of it, on the POST
+    ],
+)
+def test_an_html_error_page_is_named_never_quoted(data_dir, baby_buddy, capsys, where, said):
+    baby_buddy.html_errors = True
+    baby_buddy.fail_posts_after = 0
+    assert export(data_dir, baby_buddy.url + where) == 1
+    err = one_line(capsys)
+    assert said in err, err
+    assert "<" not in err and "doctype" not in err.lower() and "nginx" not in err, err
 
 
 def test_a_redirect_is_not_followed_and_the_line_says_where_it_points(data_dir, baby_buddy, capsys):

@@ -11,13 +11,18 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from capture.ffmpeg import CaptureError
 from db import jsonl
-from db.rebuild import RESTORED_NOTE, rebuild, replay
-from db.store import Store
+from db.rebuild import RESTORED_NOTE, Tally, rebuild, replay, restore
+from db.store import Correction, Store
+from lockfile import TickLock
 from monitor import note_failed_tick
 from retention import prune
 from settings import load_settings
@@ -190,9 +195,10 @@ def test_rebuilding_twice_gives_the_same_database_and_replaying_the_backup_again
         assert store.camera_outage() == live_outage
         assert [t.media_pruned_ts for t in store.ticks_between(0, 2e9)] == [now, None]
         before = dump(first)
-        again: list[str] = []
+        again = Tally()
         applied = replay(store, backup, again)
-    assert applied == {None: 2, "capture_failure": 3, "pruned": 1} and len(again) == 1
+    assert applied == {None: 2, "capture_failure": 3, "pruned": 1} and len(again.problems) == 1
+    assert (again.written, again.repeated) == ({}, 2)  # both ticks were there: nothing written, nothing counted twice
     assert dump(first) == before
 
 
@@ -346,3 +352,160 @@ def test_an_append_that_fails_half_way_leaves_the_file_as_it_was(tmp_path):
     )
     assert result.returncode == 0 and "too large" in result.stdout.lower(), result
     assert backup.read_text() == before
+
+
+# --- repeated lines, ids taken twice, the tick's lock (issue 17, items 1 and 7) -----------------------------------
+
+
+def correction_of(tick_id: int, field: str, value: object, at: float) -> Correction:
+    return Correction(tick_id=tick_id, field=field, value=value, author="parent", created_ts=at)
+
+
+def label(store: Store, backup: Path, tick_id: int, value: str, at: float) -> None:
+    """A parent's correction, stored and backed up as the dashboard does it."""
+    [correction_id] = store.add_corrections(tick_id, [("eyes", value)], "parent", at)
+    stored = replace(correction_of(tick_id, "eyes", value, at), id=correction_id)
+    assert back_up(store, backup, jsonl.correction_records([stored])) is None
+
+
+def test_a_line_appended_twice_is_written_once_and_the_rebuild_counts_the_rows_it_wrote(tmp_path):
+    """A tick killed between appending its line and clearing it from the database appends it again next time."""
+    data = tmp_path / "data"
+    good_tick(data, "03:00")
+    good_tick(data, "03:20")
+    backup = data / "ticks.jsonl"
+    first_line = backup.read_text().splitlines()[0]
+    with open(backup, "a") as handle:
+        handle.write(first_line + "\n")  # the repeat
+    with Store.open(data / "bilbo.sqlite3") as store:
+        label(store, data / "corrections.jsonl", 1, "open", ts("03:30"))
+    lines = (data / "corrections.jsonl").read_text()
+    (data / "corrections.jsonl").write_text(lines + lines)
+    live = rows(data)
+
+    lose_database(data)
+    result = rebuild_cli(data)
+    assert result.returncode == 0, result.stderr
+    assert f"with 2 ticks, 1 corrections and 0 teacher labels from {backup}" in result.stdout, result.stdout
+    assert "0 bad lines skipped, 2 repeated lines changed nothing, 0 records not imported" in result.stdout
+    assert result.stderr == ""
+    assert rows(data) == live
+
+
+def test_a_record_whose_id_holds_a_different_record_is_counted_and_reported_never_dropped_silently(tmp_path):
+    """What a database started empty over its backup did: its ticks and corrections took ids already in the files."""
+    backup, corrections = tmp_path / "ticks.jsonl", tmp_path / "corrections.jsonl"
+    (tmp_path / "frames").mkdir()
+    with Store.open(tmp_path / "bilbo.sqlite3") as first:
+        for hhmm in ("03:00", "03:04"):
+            row = first.tick(first.insert_tick(tick_row(ts(hhmm), None)))
+            assert back_up(first, backup, [jsonl.tick_record(row)]) is None
+        label(first, corrections, 1, "open", ts("03:05"))
+        originals = first.ticks_between(0, 2e9), first.corrections(1)
+    started_empty = tmp_path / "elsewhere" / "bilbo.sqlite3"
+    started_empty.parent.mkdir()
+    with Store.open(started_empty) as second:  # its ids start at 1 again, and its lines go to the same files
+        row = second.tick(second.insert_tick(tick_row(ts("05:00"), None, state="awake")))
+        assert row.id == 1 and back_up(second, backup, [jsonl.tick_record(row)]) is None
+        label(second, corrections, 1, "closed", ts("05:01"))
+
+    lose_database(tmp_path)
+    result = rebuild_cli(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "with 2 ticks, 1 corrections and 0 teacher labels" in result.stdout, result.stdout
+    assert "0 bad lines skipped, 0 repeated lines changed nothing, 2 records not imported" in result.stdout
+    reported = result.stderr.splitlines()
+    assert f"{backup}:3: not imported (ticks id 1 already holds a different record" in reported[0], reported
+    assert f"{corrections}:2: not imported (corrections id 1 already holds a different record" in reported[1]
+    assert "2 records were not imported" in reported[2] and len(reported) == 3
+    with Store.open(tmp_path / "bilbo.sqlite3") as store:  # the first of each id is kept, whole
+        assert (store.ticks_between(0, 2e9), store.corrections(1)) == originals
+
+
+REBUILD_THAT_PAUSES = """
+import sys, time
+from pathlib import Path
+from db import rebuild
+started, go = Path(sys.argv[1]), Path(sys.argv[2])
+original = rebuild.replay
+def paused(*args):
+    started.touch()
+    while not go.exists():
+        time.sleep(0.05)
+    return original(*args)
+rebuild.replay = paused
+sys.exit(rebuild.main(sys.argv[3:]))
+"""
+
+
+def start_rebuild(data_dir: Path, script: str | None = None, *args: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BILBO_")}
+    env["BILBO_DATA_DIR"] = str(data_dir)
+    command = ["-c", script, *args] if script else ["-m", "db.rebuild"]
+    return subprocess.Popen(
+        [sys.executable, *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO
+    )
+
+
+def test_the_rebuild_waits_for_a_running_tick(tmp_path):
+    good_tick(tmp_path, "03:00")
+    live = rows(tmp_path)
+    lose_database(tmp_path)
+    tick = TickLock(tmp_path / "monitor.lock")
+    assert tick.acquire()  # a tick is running
+    rebuilding = start_rebuild(tmp_path)
+    try:
+        assert rebuilding.stdout.readline().startswith("waiting for the running tick to finish (lock ")
+        time.sleep(0.5)
+        assert not (tmp_path / "bilbo.sqlite3").exists() and rebuilding.poll() is None
+    finally:
+        tick.release()  # the tick ends
+    out, err = rebuilding.communicate(timeout=60)
+    assert rebuilding.returncode == 0 and "with 1 ticks" in out, err
+    assert rows(tmp_path) == live
+
+
+def test_a_tick_during_a_rebuild_waits_its_turn_and_never_sees_half_a_database(tmp_path):
+    good_tick(tmp_path, "03:00")
+    good_tick(tmp_path, "03:20")
+    live = rows(tmp_path)
+    lose_database(tmp_path)
+    started, go = tmp_path / "started", tmp_path / "go"
+    rebuilding = start_rebuild(tmp_path, REBUILD_THAT_PAUSES, str(started), str(go))
+    try:
+        deadline = time.monotonic() + 30
+        while not started.exists() and rebuilding.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started.exists(), rebuilding.communicate(timeout=5)
+        during = run_tick(tmp_path, "--once", "--source", "sample", "--at", "2026-11-21T03:40:00")
+        assert during.returncode == 0 and "another tick is still running" in during.stderr, during.stderr
+        assert not (tmp_path / "bilbo.sqlite3").exists()  # what is being built lies under another name
+    finally:
+        go.touch()
+    out, err = rebuilding.communicate(timeout=60)
+    assert rebuilding.returncode == 0 and "with 2 ticks" in out, err
+    assert rows(tmp_path) == live and not list(tmp_path.glob(".bilbo.sqlite3.rebuilding*"))
+    good_tick(tmp_path, "03:44")  # the next tick goes on with the rebuilt database, the next id
+    assert [r.id for r in rows(tmp_path)] == [*(r.id for r in live), live[-1].id + 1]
+
+
+def test_the_rebuild_refuses_a_wal_file_left_by_the_database_that_was_moved_aside(tmp_path):
+    good_tick(tmp_path, "03:00")
+    lose_database(tmp_path)
+    (tmp_path / "bilbo.sqlite3-wal").write_bytes(b"old pages")  # SQLite would replay these into the new file
+    result = rebuild_cli(tmp_path)
+    assert result.returncode == 1 and "bilbo.sqlite3-wal of the old database is still there" in result.stderr
+    assert not (tmp_path / "bilbo.sqlite3").exists()
+
+
+def test_a_rebuild_that_cannot_get_the_tick_lock_in_time_changes_nothing(tmp_path):
+    good_tick(tmp_path, "03:00")
+    lose_database(tmp_path)
+    tick = TickLock(tmp_path / "monitor.lock")
+    assert tick.acquire()  # a tick that hangs
+    try:
+        with pytest.raises(TimeoutError, match=r"a tick still holds .*monitor\.lock after 0 s"):
+            restore(tmp_path / "ticks.jsonl", tmp_path / "bilbo.sqlite3", lock_path=tick.path, lock_wait_s=0.3)
+    finally:
+        tick.release()
+    assert sorted(p.name for p in tmp_path.iterdir() if "sqlite3" in p.name) == []

@@ -19,12 +19,16 @@ from capture.ffmpeg import (
     TUNED_PROBE_ARGS,
     CaptureError,
     build_rtsp_grab_command,
+    explain_ffmpeg_failure,
     find_ffmpeg,
     grab_rtsp_jpeg,
     redact_text,
     redact_url,
+    refused_redirect,
 )
 from capture.sources import CapturedFrame, grab
+from redaction import url_secrets
+from tests.rtsp_redirect import RedirectingCamera
 
 AT = datetime(2026, 1, 15, 2, 30)
 
@@ -179,6 +183,102 @@ def test_redact_url():
         redact_url("rtsp://cam/onvif?user=admin&password=x1&channel=1")
         == "rtsp://cam/onvif?user=***&password=***&channel=1"
     )
+
+
+# --- secrets: redaction, the command line, redirects -----------------------------------------------------------
+
+PECULIAR_PASSWORD = "pa ss'w\"d\t@X9"  # a space, both quotes, a tab and an @: each stopped the old pattern
+
+
+@pytest.mark.rtsp
+def test_a_password_with_spaces_quotes_and_tabs_never_reaches_a_source_or_an_error(rtsp_server, tmp_path):
+    url = rtsp_server(write_jpeg(tmp_path / "a.jpg", scene()), audio=False, user="nanny", password=PECULIAR_PASSWORD)
+    host_part = url.removeprefix("rtsp://")
+
+    frame = grab(f"rtsp://nanny:{PECULIAR_PASSWORD}@{host_part}", at=AT, timeout_s=10)
+    assert frame.source == f"rtsp://***@{host_part}"  # ffmpeg took the password: the frame came
+
+    port = host_part.split(":")[1].split("/")[0]
+    for where in (host_part.replace("/cam", "/nope"), host_part.replace(port, str(free_port()))):  # 404, refused
+        with pytest.raises(CaptureError) as info:
+            grab(f"rtsp://nanny:{PECULIAR_PASSWORD}@{where}", at=AT, timeout_s=10, audio_s=1)
+        message = str(info.value)
+        assert f"rtsp://***@{where}" in message
+        for piece in ("pa ss", 'w"d', "@X9", "nanny"):
+            assert piece not in message, message
+
+
+def test_ffmpegs_own_words_are_redacted_with_the_urls_password():
+    """ffmpeg quotes the URL as given, and a password with a space or quote has no end a pattern can find."""
+    url = f"rtsp://nanny:{PECULIAR_PASSWORD}@cam.local/s1"
+    stderr = f"[in#0 @ 0x55] [error] Impossible to open '{url}'\n[fatal] Error opening input files: I/O error\n"
+    said = explain_ffmpeg_failure(stderr.replace("I/O error", f"bad '{url}'"), url_secrets(url))
+    assert "made ffmpeg fail" in said and "cam.local/s1" in said
+    assert "pa ss" not in said and "@X9" not in said
+
+
+def _ffmpeg_children() -> list[tuple[bytes, bytes]]:
+    """(cmdline, environ) of each ffmpeg this test process is running right now, as any local user's `ps` shows
+    the command line (environ: only to its owner)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if not proc.name.isdigit() or int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) != os.getpid():
+                continue
+            cmdline = (proc / "cmdline").read_bytes()
+            if b"ffmpeg" in cmdline.split(b"\0")[0] and b"-version" not in cmdline:
+                found.append((cmdline, (proc / "environ").read_bytes()))
+        except (OSError, ValueError, IndexError):
+            continue  # the process ended while we looked
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads /proc, as ps does")
+def test_the_camera_url_is_not_on_ffmpegs_command_line_while_it_grabs(hanging_camera):
+    """A camera that never answers keeps ffmpeg waiting its whole timeout: what `ps` shows all that time."""
+    outcome: list[CaptureError] = []
+
+    def grab_and_fail() -> None:
+        try:
+            grab(hanging_camera, at=AT, timeout_s=3)
+        except CaptureError as exc:
+            outcome.append(exc)
+
+    grabbing = threading.Thread(target=grab_and_fail)
+    grabbing.start()
+    seen: list[tuple[bytes, bytes]] = []
+    while grabbing.is_alive():
+        seen += _ffmpeg_children()
+        time.sleep(0.05)
+    grabbing.join()
+    assert outcome and "did not" in str(outcome[0])
+    assert seen, "no ffmpeg seen during the grab"
+    for cmdline, environ in seen:
+        assert b"hunter2" not in cmdline and b"rtsp://" not in cmdline, cmdline
+        assert b"hunter2" not in environ
+
+
+@pytest.mark.rtsp
+@pytest.mark.parametrize("audio_s", [0, 1], ids=["video", "video+audio"])
+def test_a_camera_redirecting_the_grab_to_another_address_is_refused(served, audio_s):
+    """ffmpeg follows an RTSP 302 on its own (no option stops it); the frame it then gets from an address that
+    CAMERA_URL does not name is refused, with one line saying where the camera sent it."""
+    elsewhere, _ = served  # a working camera at 127.0.0.1: the frame would come, were it not refused
+    with RedirectingCamera(elsewhere, host="127.0.0.2") as camera, pytest.raises(CaptureError) as info:
+        grab(camera.url.replace("rtsp://", "rtsp://nanny:hunter2@"), at=AT, timeout_s=10, audio_s=audio_s)
+    message = str(info.value)
+    assert camera.requests and camera.requests[0].startswith("OPTIONS rtsp://127.0.0.2:")
+    assert f"redirected the grab to {elsewhere}" in message and "refused" in message
+    assert "hunter2" not in message and "\n" not in message
+
+
+def test_a_redirect_counts_only_when_it_leaves_the_configured_host_and_port():
+    said = "[rtsp @ 0x5] [info] Status 302: Redirecting to {}\n"
+    camera = "rtsp://u:p@Cam.local/live"
+    assert refused_redirect(camera, said.format("rtsp://cam.local:554/live2")) is None  # a new path, same camera
+    assert refused_redirect(camera, said.format("rtsp://cam.local:8554/live")) == "rtsp://cam.local:8554/live"
+    assert refused_redirect(camera, said.format("rtsp://192.0.2.7/live")) == "rtsp://192.0.2.7/live"
+    assert refused_redirect(camera, "[rtsp @ 0x5] [error] method DESCRIBE failed: 404 Not Found\n") is None
 
 
 # --- ffmpeg discovery -------------------------------------------------------------------------------------

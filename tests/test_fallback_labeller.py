@@ -10,18 +10,23 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import threading
+import time
 from dataclasses import replace
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import cv2
 import numpy as np
 import pytest
 
-from capture.sample_camera import BASSINET_CROP
+from capture.sample_camera import BASSINET_CROP, frame_at
 from db.store import Store, TickRow
 from labeller.client import LabellerError, parse_label
-from labeller.fallback import MAX_ATTEMPTS, needs_teacher
+from labeller.fallback import MAX_ATTEMPTS, label_pending, needs_teacher
+from monitor import bassinet_crop
+from settings import load_settings
 from tests.conftest import free_port
 from tests.test_dashboard import call, dashboard_settings, serving
 from tests.tick_runner import run_tick, sample_tick
@@ -311,6 +316,36 @@ def test_calls_are_capped_per_hour(tmp_path, chat):
     assert capped.returncode == 0 and "1 calls in the last hour" in capped.stderr and len(chat.requests) == 1
     later = run_tick(tmp_path, "--once", "--source", "sample", "--at", "2026-11-22T00:01:00", **env)
     assert later.returncode == 0 and len(chat.requests) == 2
+
+
+def test_with_no_bassinet_crop_configured_no_frame_leaves_the_house(tmp_path, chat, caplog):
+    """The README promises only the bassinet crop leaves. A real camera without BASSINET_CROP has no crop, so the
+    frame stays home (never the whole room), with one warning saying what to set; with a crop the same frame goes,
+    cut to it. The tick's own crop rule decides (monitor.bassinet_crop), on a real store and a real server."""
+    camera = "rtsp://192.0.2.5:554/stream1"
+    settings = load_settings(None, environ={"BILBO_DATA_DIR": str(tmp_path), "BILBO_CAMERA_URL": camera, **chat.env()})
+    (tmp_path / "frames").mkdir()
+    picture, _ = frame_at(datetime(2026, 11, 21, 23, 0))
+    assert cv2.imwrite(str(tmp_path / "frames" / "a.jpg"), picture)
+    now = time.time()
+    unseen = row(ts=now - 60, source=camera, jpeg_path="frames/a.jpg", state="unknown", eyes_label="unknown")
+    with Store.open(settings.db_path) as store:
+        tick_id = store.insert_tick(unseen)
+    assert needs_teacher(unseen) and bassinet_crop(settings, camera) is None
+
+    with caplog.at_level(logging.INFO, logger="bilbo.labeller"):
+        assert label_pending(settings, now, crop_of=bassinet_crop) is None
+    assert chat.requests == [] and history(tmp_path, tick_id) == []  # nothing sent, no attempt used up
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "no BASSINET_CROP" in warning and "nothing sent" in warning
+
+    cropped = replace(settings, bassinet_crop=(100, 50, 300, 200))
+    label = label_pending(cropped, now, crop_of=bassinet_crop)
+    assert label is not None and label.error is None
+    [sent] = chat.requests
+    encoded = sent["body"]["messages"][0]["content"][1]["image_url"]["url"].split(",", 1)[1]
+    image = cv2.imdecode(np.frombuffer(base64.b64decode(encoded), np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape[:2] == (150, 200)  # the crop, not the 640x480 room
 
 
 # ---- the dashboard: the teacher's word is shown, and disagreements are reviewed first -------------------------------

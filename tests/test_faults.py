@@ -18,12 +18,14 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from db import jsonl
 from db.rebuild import rebuild
 from db.store import Store
-from tests.tick_runner import REPO, frame_files, rows, sample_tick
+from tests.tick_runner import REPO, frame_files, rows, run_tick, sample_tick
 
 
 @pytest.fixture
@@ -239,3 +241,69 @@ def test_an_alert_delivered_just_before_a_kill_is_backed_up_as_delivered(tmp_pat
 def run_tick_at(data: Path, source: str, hhmm: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     args = ["--once", "--config", str(data / "no.env"), "--source", source, "--at", f"2026-11-21T{hhmm}:00"]
     return subprocess.run([sys.executable, str(REPO / "monitor.py"), *args], env=env, capture_output=True, timeout=60)
+
+
+# --- a clock that jumps back, a crafted huge JPEG ------------------------------------------------------------------
+
+
+def test_a_clock_that_jumps_back_still_alerts_the_next_waking_and_says_so(tmp_path):
+    """The clock runs four hours ahead (the 06:00 waking is stamped in the future), then NTP corrects it: the
+    02:00 waking must still alert, on its second awake tick, as on any night. Ordered by stamps, the 06:04 row stayed
+    "newest" and its alert's cooldown silenced the waking; the tick also says, once, that the clock went back."""
+    data = tmp_path / "data"
+    every_frame = {"BILBO_DIFF_THRESHOLD": "0.01"}  # every tick classified: the wake rule sees each one
+    for hhmm in ("05:56", "06:00", "06:04"):  # the clock ahead: the sample baby wakes at 06:00
+        assert sample_tick(data, hhmm, **every_frame).returncode == 0
+    back = sample_tick(data, "01:48", **every_frame)  # corrected: over four hours back
+    assert back.returncode == 0
+    assert "the clock went back" in back.stderr and "06:04" in back.stderr
+    for hhmm in ("01:52", "01:56", "02:00", "02:04"):  # the sample baby wakes at 02:00
+        done = sample_tick(data, hhmm, **every_frame)
+        assert done.returncode == 0 and "the clock went back" not in done.stderr  # said once: 01:48 is newest now
+    with Store.open(data / "bilbo.sqlite3") as store:
+        wakes = store.alerts("wake")
+    stamps = [datetime.fromtimestamp(alert.created_ts).strftime("%H:%M") for alert in wakes]
+    assert stamps == ["06:04", "02:04"]
+
+
+def test_a_camera_outage_after_the_clock_jumped_back_still_alerts(tmp_path):
+    """Failures stamped before a future-stamped tick used to be read as older than it: no outage, no alert, ever."""
+    data = tmp_path / "data"
+    assert sample_tick(data, "05:00").returncode == 0  # the clock ahead
+    missing = str(tmp_path / "no-such-camera.jpg")
+    for hhmm in ("02:00", "02:04"):
+        failed = run_tick(
+            data, "--once", "--source", missing, "--at", f"2026-11-21T{hhmm}:00", BILBO_CAMERA_DOWN_TICKS="2"
+        )
+        assert failed.returncode == 1
+    with Store.open(data / "bilbo.sqlite3") as store:
+        down = store.alerts("camera")
+        outage = store.camera_outage()
+    assert outage.failures == 2
+    assert len(down) == 1 and "Camera unreachable since 02:00" in down[0].caption
+
+
+def crafted_jpeg(width: int, height: int) -> bytes:
+    """A real small JPEG whose frame header (SOF0) was changed to claim width x height: a one-bit-class corruption."""
+    _ok, buf = cv2.imencode(".jpg", np.full((120, 160, 3), 128, np.uint8))
+    data = bytearray(buf.tobytes())
+    sof = data.find(b"\xff\xc0")
+    data[sof + 5 : sof + 7] = height.to_bytes(2, "big")
+    data[sof + 7 : sof + 9] = width.to_bytes(2, "big")
+    return bytes(data)
+
+
+def test_a_crafted_gigapixel_jpeg_fails_the_tick_fast_and_counts_towards_the_camera_alert(tmp_path):
+    """30000x30000 in the header: OpenCV would allocate 2.7 GB and decode for 43 s (an OOM kill on a Pi, no failure
+    ever recorded). Refused from the header, it is one clear line and an outage tick like any corrupt frame."""
+    data, folder = tmp_path / "data", tmp_path / "uploads"
+    folder.mkdir()
+    (folder / "snap.jpg").write_bytes(crafted_jpeg(30000, 30000))
+    for hhmm in ("02:00", "02:04"):
+        failed = run_tick(
+            data, "--once", "--source", str(folder), "--at", f"2026-11-21T{hhmm}:00", BILBO_CAMERA_DOWN_TICKS="2"
+        )
+        assert failed.returncode == 1
+        assert len(errors(failed.stderr)) == 1 and "not decoded" in failed.stderr
+    with Store.open(data / "bilbo.sqlite3") as store:
+        assert store.camera_outage().failures == 2 and len(store.alerts("camera")) == 1

@@ -12,12 +12,14 @@ import os
 import shutil
 import sqlite3
 import time
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 import retention
+from db import jsonl
 from db.schema import SCHEMA_VERSION
 from db.store import Alert, Store, TeacherLabel, TickRow
 from settings import Settings, SettingsError, load_settings
@@ -500,3 +502,45 @@ def test_files_left_by_a_killed_tick_are_swept_and_nothing_a_row_points_at(tmp_p
     assert not any(path.exists() for path in leftovers)
     assert (tmp_path / kept.jpeg_path).exists() and in_progress.exists()
     assert all((tmp_path / row.jpeg_path).exists() for row in rows(tmp_path) if row.jpeg_path)
+
+
+# --- the sweep of files no row points at ---------------------------------------------------------------------------
+
+
+def left_file(data_dir: Path, ts: float, name: str) -> str:
+    """A file in the day folder of `ts`, an hour old by its real age (the sweep's ORPHAN_AGE_S is 10 minutes)."""
+    relative = f"frames/{datetime.fromtimestamp(ts):%Y-%m-%d}/{name}"
+    (data_dir / relative).parent.mkdir(parents=True, exist_ok=True)
+    (data_dir / relative).write_bytes(b"jpeg")
+    os.utime(data_dir / relative, (time.time() - 3600, time.time() - 3600))
+    return relative
+
+
+def test_the_sweep_never_removes_a_frame_a_backup_line_names(tmp_path, store):
+    """A database older than its backup (restored from a copy): today's frames, a labelled one among them, have
+    no row in it, but the backup's lines name them and a rebuild points at them."""
+    settings = settings_for(tmp_path)
+    named = left_file(tmp_path, NOW - 3600, "020000-1.jpg")
+    labelled = tick_row(NOW - 1800, left_file(tmp_path, NOW - 1800, "023000-2.jpg"))
+    left_by_a_killed_tick = left_file(tmp_path, NOW - 900, "024500-3.jpg")
+    half_written = left_file(tmp_path, NOW - 600, f"{Path(named).name}.tmp")  # a name that only begins like one
+    newer = [replace(tick_row(NOW - 3600, named), id=7), replace(labelled, id=8)]
+    settings.jsonl_path.write_text("".join(json.dumps(jsonl.tick_record(row)) + "\n" for row in newer))
+    (tmp_path / "corrections.jsonl").write_text(json.dumps({"op": "add", "tick_id": 8, "field": "eyes"}) + "\n")
+
+    report = retention.prune(store, tmp_path, settings, NOW)
+
+    assert report.orphans_removed == 2
+    assert (tmp_path / named).is_file() and (tmp_path / labelled.jpeg_path).is_file()
+    assert not (tmp_path / left_by_a_killed_tick).exists() and not (tmp_path / half_written).exists()
+
+
+def test_the_sweep_removes_nothing_while_the_backup_cannot_be_read(tmp_path, store):
+    settings = settings_for(tmp_path)
+    left = left_file(tmp_path, NOW - 900, "024500-3.jpg")
+    settings.jsonl_path.mkdir()  # a folder in the way: it cannot be read, so it may name anything
+    assert retention.prune(store, tmp_path, settings, NOW).orphans_removed == 0
+    assert (tmp_path / left).is_file()
+    settings.jsonl_path.rmdir()  # readable again (absent: it names nothing): the next pass sweeps
+    assert retention.prune(store, tmp_path, settings, NOW).orphans_removed == 1
+    assert not (tmp_path / left).exists()

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from settings import SettingsError, load_settings
+from settings import SettingsError, cli_settings, load_settings
 
 
 def write_env(tmp_path: Path, text: str) -> Path:
@@ -161,3 +161,32 @@ def test_malformed_fallback_labeller_setting_names_the_key(tmp_path, key, value)
     env = write_env(tmp_path, f"FALLBACK_LABELLER_MODEL=m\n{key}={value}\n")
     with pytest.raises(SettingsError, match=key):
         load_settings(env, environ={})
+
+
+@pytest.mark.parametrize(
+    ("line", "secret"),
+    [
+        ("BABYBUDDY_URL=http://bb:8000\nBABYBUDDY_CHILD_ID=1\nBABYBUDDY_TOKEN=Token 9f8e7d6c5b4a", "9f8e7d6c5b4a"),
+        ("FALLBACK_LABELLER_MODEL=m\nFALLBACK_LABELLER_URL=http://me:S3cr3t-pw@192.168.1.20/v1", "S3cr3t-pw"),
+        ("FALLBACK_LABELLER_MODEL=m\nFALLBACK_LABELLER_URL=http://192.168.1.20/v1?api_key=S3cr3t-key", "S3cr3t-key"),
+    ],
+    ids=["token", "url-password", "url-query-key"],
+)
+def test_a_refused_secret_is_not_echoed(tmp_path, capsys, line, secret):
+    """The refusal still names the key, and goes to stderr and the journal: the secret must not go with it."""
+    with pytest.raises(SettingsError) as info:
+        load_settings(write_env(tmp_path, line + "\n"), environ={})
+    key = line.splitlines()[-1].split("=", 1)[0]
+    assert key in str(info.value) and secret not in str(info.value)
+    assert cli_settings("bilbo", write_env(tmp_path, line + "\n")) is None
+    assert secret not in capsys.readouterr().err
+
+
+def test_settings_know_every_configured_secret_for_redaction(tmp_path):
+    env = write_env(
+        tmp_path,
+        "CAMERA_URL=rtsp://admin:pa ss'w\"d@cam/s1\nTELEGRAM_BOT_TOKEN=123:abc\nTELEGRAM_CHAT_ID=42\n"
+        "MQTT_HOST=broker\nMQTT_USERNAME=u\nMQTT_PASSWORD=mq-pass\nDASHBOARD_TOKEN=dash-tok\n",
+    )
+    secrets = load_settings(env, environ={}).secrets
+    assert set(secrets) == {"pa ss'w\"d", "123:abc", "mq-pass", "dash-tok"}

@@ -113,3 +113,14 @@ def test_a_test_alert_reaches_the_chat_named_by_the_camera_and_is_not_stored(tmp
     result = run_tick(tmp_path, "--test-alert", **env)
     assert result.returncode == 1
     assert "test alert NOT sent via telegram" in result.stdout and "Chat not found" in result.stdout
+
+
+def test_a_database_moved_aside_while_its_backup_has_lines_fails_the_check_with_the_rebuild_command(tmp_path):
+    assert sample_tick(tmp_path, "03:00").returncode == 0
+    (tmp_path / "bilbo.sqlite3").rename(tmp_path / "bilbo.sqlite3.old")
+    result = check(tmp_path, "--source", "sample")
+    assert result.returncode == 1
+    database = line_of(result, "database")
+    assert database.startswith("  FAIL") and "is missing and its backup ticks.jsonl is not empty" in database
+    assert "python -m db.rebuild" in database
+    assert not (tmp_path / "bilbo.sqlite3").exists()

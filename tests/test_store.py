@@ -9,7 +9,7 @@ import pytest
 from db import jsonl
 from db.rebuild import rebuild
 from db.schema import SCHEMA_VERSION
-from db.store import DISAGREEMENT_BOOST, Alert, Store, StoreError, TeacherLabel, TickRow
+from db.store import DISAGREEMENT_BOOST, Alert, DatabaseMissingError, IdTaken, Store, StoreError, TeacherLabel, TickRow
 from tests.old_db import database_at_version
 from tests.test_backup import back_up
 
@@ -117,6 +117,41 @@ def test_database_newer_than_code_is_refused(tmp_path):
     conn.close()
     with pytest.raises(StoreError, match="newer than this code"):
         Store.open(path)
+
+
+@pytest.mark.parametrize("backup", ["ticks.jsonl", "corrections.jsonl", "teacher_labels.jsonl"])
+def test_a_missing_or_empty_database_is_never_started_over_a_backup_that_has_lines(tmp_path, backup):
+    path = tmp_path / "bilbo.sqlite3"
+    (tmp_path / backup).write_text('{"id": 1}\n')
+    with pytest.raises(
+        DatabaseMissingError, match=r"is missing and its backup .* is not empty: rebuild it with .*db\.rebuild"
+    ) as refused:
+        Store.open(path)
+    assert "\n" not in str(refused.value) and isinstance(refused.value, StoreError)  # one line, the tick's kind
+    assert not path.exists()  # nothing created
+    path.touch()  # a 0-byte file is no database either
+    with pytest.raises(DatabaseMissingError):
+        Store.open(path)
+    assert path.stat().st_size == 0
+    Store.open(path, restoring=True).close()  # db.rebuild's way in
+    Store.open(path).close()  # and once it holds a database, it opens as always
+    assert path.stat().st_size > 0
+
+
+def test_a_missing_database_is_created_while_its_backups_are_empty_or_absent(tmp_path):
+    (tmp_path / "ticks.jsonl").touch()  # the first tick ever: nothing to lose
+    Store.open(tmp_path / "bilbo.sqlite3").close()
+    assert (tmp_path / "bilbo.sqlite3").stat().st_size > 0
+
+
+def test_importing_a_record_whose_id_holds_a_different_record_writes_nothing_and_says_so(store):
+    row = replace(make_row(1.0), id=1)
+    assert store.import_tick(row) is True
+    assert store.import_tick(row) is False  # the same line again: nothing to write
+    alert = Alert(kind="wake", caption="Baby seems to be waking", photo_path=None, created_ts=2.0, tick_id=2, id=1)
+    with pytest.raises(IdTaken, match="ticks id 1 already holds a different record"):
+        store.import_tick(replace(make_row(2.0), id=1), [alert])
+    assert store.tick(1) == row and store.alerts() == []  # the whole line rolled back, its alert included
 
 
 def test_jsonl_backup_rebuilds_the_database_and_skips_a_torn_line(tmp_path, store):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.test_backup import rebuild_cli
 from tests.test_camera_health import telegram_env, texts
 from tests.test_faults import SMALL_DISK, fill, small_disk  # noqa: F401 - small_disk is a fixture
 from tests.tick_runner import rows, run_tick, sample_tick
@@ -60,12 +61,14 @@ def test_a_corrupt_database_alerts_once_after_three_ticks_retries_a_failed_send_
     failed(tmp_path, "01:20", **env)
     assert texts(bot_api) == [down]  # one per outage, however long
 
-    db.unlink()  # the parent moves the bad file away; the next tick starts a new database
+    db.unlink()  # the parent moves the bad file away and rebuilds it from the backup, as the failure line says
+    failed(tmp_path, "01:22", **env)  # the backup has a line: the tick refuses to start an empty database over it
+    assert rebuild_cli(tmp_path).returncode == 0
     stored(tmp_path, "01:24", **env)
-    assert texts(bot_api) == [down, back("01:24", "01:04", 5)]
+    assert texts(bot_api) == [down, back("01:24", "01:04", 6)]
     stored(tmp_path, "01:28", **env)
     assert len(texts(bot_api)) == 2
-    assert len(rows(tmp_path)) == 2
+    assert len(rows(tmp_path)) == 3  # the 01:00 tick came back from the backup
 
 
 def test_a_stores_again_message_that_could_not_be_sent_is_sent_by_the_next_tick(tmp_path, bot_api):
@@ -78,6 +81,7 @@ def test_a_stores_again_message_that_could_not_be_sent_is_sent_by_the_next_tick(
     failed(tmp_path, "01:04", **env)
     assert [t.split(" (")[0] for t in texts(bot_api)] == ["BILBO cannot store anything since 01:04"]
     db.rmdir()
+    assert rebuild_cli(tmp_path).returncode == 0  # the parent restores it from the backup, as told
     bot_api.fail(500)
     stored(tmp_path, "01:08", **env)
     bot_api.recover()
@@ -102,10 +106,11 @@ def test_fewer_failed_ticks_than_camera_down_ticks_end_silently(tmp_path, bot_ap
     [line] = [line for line in check.stdout.splitlines() if line.startswith("  ") and "database writes" in line]
     assert line.split()[0] == "FAIL" and "the last 2 tick(s) could not write since 01:04: " in line, check.stdout
     db.rmdir()
+    assert rebuild_cli(tmp_path).returncode == 0  # the parent restores it from the backup, as told
     log = stored(tmp_path, "01:12", **env)
     assert "the database works again after 2 failed tick(s)" in log
     assert texts(bot_api) == []
-    assert len(rows(tmp_path)) == 1  # the new database's first tick
+    assert len(rows(tmp_path)) == 2  # the restored 01:00 tick and this one
 
 
 def test_a_data_folder_that_cannot_be_used_alerts_from_the_first_tick_of_each_hour_only(tmp_path, bot_api):

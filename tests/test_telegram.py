@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from alerts.notifiers import LogNotifier, NotifyError, TelegramNotifier, notifier_from_settings
-from alerts.outbox import deliver_pending
-from db.store import Alert, Store, TickRow
+from alerts.outbox import REPEAT_NOTE, deliver_pending
+from db.store import MAX_UNCONFIRMED, Alert, Store, TickRow
 from settings import load_settings
 from tests.bot_api_server import TEST_TOKEN, BotApiServer
 from tests.test_alerts import delivered
@@ -164,3 +164,93 @@ def test_notifier_from_settings(bot_api):
         load_settings(env_file=None, environ={}, telegram_bot_token="1:a", telegram_chat_id="1")
     )
     assert default.base_url == "https://api.telegram.org/bot"  # empty setting = PTB's default (not contacted here)
+
+
+# ---- definite and ambiguous failures (issue 17, items 3b and 4) ---------------------------------------------------
+
+
+def test_a_200_answer_with_ok_false_is_one_failed_attempt_not_a_crashed_delivery(bot_api, store, tmp_path, caplog):
+    bot_api.fail(200, "Too Many Requests: retry later")  # some proxies and Bot API servers answer errors with 200
+    pending = queue_one(store, tmp_path)
+    with caplog.at_level(logging.WARNING):
+        assert delivered(deliver_pending(store, notifier_for(bot_api), tmp_path, now=time.time(), log=log)) == (0, 1)
+    (still,) = store.pending_alerts()
+    assert (still.id, still.attempts, still.unconfirmed) == (pending.id, 1, 0)  # definite: nothing arrived
+    assert "Too Many Requests: retry later" in still.last_error
+    assert "will retry next tick" in caplog.text and "Traceback" not in caplog.text
+
+    bot_api.fail(200, "Bad Request: message caption is too long", error_code=400)  # the code says whose fault
+    with pytest.raises(NotifyError, match="caption is too long") as raised:
+        notifier_for(bot_api).send(pending, JPEG)
+    assert raised.value.per_alert and not raised.value.maybe_sent
+
+
+@pytest.mark.parametrize("how", ["slow", "reset", "unreadable"])
+def test_an_answer_lost_after_the_message_went_out_is_ambiguous(bot_api, how, caplog):
+    bot_api.lose_answer(how, after_s=10)
+    with caplog.at_level(logging.DEBUG), pytest.raises(NotifyError, match="may have arrived") as raised:
+        notifier_for(bot_api, timeout_s=1).send(alert(), JPEG)
+    assert raised.value.maybe_sent and not raised.value.per_alert
+    assert bot_api.delivered() == [alert().caption]  # Telegram has it
+    message = str(raised.value)
+    assert "\n" not in message and "SECRET" not in message and "<html>" not in message
+    assert "Traceback" not in caplog.text and "<html>" not in caplog.text  # PTB logged the raw page with a traceback
+
+
+@pytest.mark.parametrize("fault", ["502 html page", "refused", "getMe slow", "200 ok false"])
+def test_a_failure_before_or_instead_of_delivery_is_definite(bot_api, fault, caplog):
+    notifier = notifier_for(bot_api, timeout_s=1)
+    if fault == "502 html page":
+        bot_api.fail(502, html=True)  # a proxy's error page: answered, so not delivered
+    elif fault == "refused":
+        notifier = TelegramNotifier(TOKEN, "4242", base_url=f"http://127.0.0.1:{free_port()}/bot", timeout_s=1)
+    elif fault == "getMe slow":
+        bot_api.hang(10)  # getMe never answers, so the message never goes out
+    else:
+        bot_api.fail(200, "Internal error")
+    with caplog.at_level(logging.DEBUG), pytest.raises(NotifyError) as raised:
+        notifier.send(alert(), JPEG)
+    assert not raised.value.maybe_sent, str(raised.value)
+    assert "may have arrived" not in str(raised.value) and "<html>" not in str(raised.value)
+    assert bot_api.delivered() == []
+    assert "Traceback" not in caplog.text
+
+
+def deliver(store: Store, api: BotApiServer, data_dir: Path, now: float | None = None):
+    return deliver_pending(store, notifier_for(api, timeout_s=1), data_dir, now=now or time.time(), log=log)
+
+
+def test_after_an_ambiguous_failure_the_alert_is_resent_once_saying_so_then_kept_as_possibly_delivered(
+    bot_api, store, tmp_path, caplog
+):
+    pending = queue_one(store, tmp_path)
+    bot_api.lose_answer("reset")
+    with caplog.at_level(logging.WARNING):
+        for _ in range(8):  # eight ticks of a connection that drops every answer
+            deliver(store, bot_api, tmp_path)
+    assert bot_api.delivered() == [pending.caption, f"{REPEAT_NOTE} {pending.caption}"]  # two copies, not eight
+    assert store.pending_alerts() == []
+    (kept,) = store.alerts()
+    assert (kept.sent_ts, kept.attempts, kept.unconfirmed) == (None, 2, MAX_UNCONFIRMED)  # possibly delivered
+    assert "may have arrived" in kept.last_error
+    lines = [r.getMessage() for r in caplog.records if r.name == log.name]
+    assert len(lines) == 2
+    assert "resending it once next tick, marked as a possible repeat" in lines[0]
+    assert "possibly delivered, not sent again" in lines[1]
+
+
+def test_a_resend_that_goes_through_is_sent_and_a_definite_failure_in_between_does_not_use_it_up(
+    bot_api, store, tmp_path
+):
+    pending = queue_one(store, tmp_path)
+    bot_api.lose_answer("unreadable")
+    assert delivered(deliver(store, bot_api, tmp_path)) == (0, 1)
+    bot_api.recover()
+    bot_api.fail(500)  # answered: nothing arrived, so this is not the one resend
+    assert delivered(deliver(store, bot_api, tmp_path)) == (0, 1)
+    bot_api.recover()
+    now = time.time()
+    assert delivered(deliver(store, bot_api, tmp_path, now)) == (1, 0)
+    (done,) = store.alerts()
+    assert (done.sent_ts, done.attempts, done.unconfirmed) == (now, 3, 1)
+    assert bot_api.delivered() == [pending.caption, f"{REPEAT_NOTE} {pending.caption}"]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from datetime import datetime
 
 import cv2
 
 from capture.sample_camera import BASSINET_CROP, frame_at
 from db.store import Store
+from settings import load_settings
 from tests.conftest import free_port
+from tests.test_dashboard import call, serving
 from tests.tick_runner import frame_files, rows, run_tick, sample_tick
 
 CROP = ",".join(str(v) for v in BASSINET_CROP)
@@ -39,6 +43,51 @@ def test_rtsp_credentials_never_reach_the_database_or_the_log(tmp_path, rtsp_ser
     [row] = rows(data_dir)
     assert "hunter2-secret" not in row.source and "hunter2-secret" not in result.stderr
     assert "hunter2-secret" not in (data_dir / "ticks.jsonl").read_text()
+
+
+PECULIAR_PASSWORD = "pa ss'w\"d\t@X9"  # a space, both quotes, a tab and an @: each stopped the old pattern
+
+
+def test_a_password_with_spaces_quotes_and_tabs_reaches_no_log_row_backup_endpoint_or_alert(
+    tmp_path, rtsp_server, bot_api
+):
+    """One good tick and one failed one (a wrong path: CAMERA_DOWN_TICKS=1 sends the camera alert at once), then
+    every place the password could have gone: the log, every table, ticks.jsonl, the dashboard's endpoints and the
+    Telegram message."""
+    served = tmp_path / "served.jpg"
+    cv2.imwrite(str(served), frame_at(datetime(2026, 11, 21, 3, 0))[0])
+    url = rtsp_server(served, user="parent", password=PECULIAR_PASSWORD)
+    camera = url.replace("rtsp://", f"rtsp://parent:{PECULIAR_PASSWORD}@")
+    data_dir = tmp_path / "data"
+    env = {"BILBO_BASSINET_CROP": CROP, "BILBO_CAMERA_DOWN_TICKS": "1", "BILBO_TELEGRAM_BOT_TOKEN": bot_api.token,
+           "BILBO_TELEGRAM_CHAT_ID": "4242", "BILBO_TELEGRAM_BASE_URL": bot_api.base_url}  # fmt: skip
+    good = run_tick(data_dir, "--once", "--at", "2026-11-21T03:00:00", BILBO_CAMERA_URL=camera, **env)
+    assert good.returncode == 0, good.stderr
+    down = run_tick(
+        data_dir, "--once", "--at", "2026-11-21T03:04:00", BILBO_CAMERA_URL=camera.replace("/cam", "/nope"), **env
+    )
+    assert down.returncode == 1 and "404" in down.stderr
+
+    [alert] = bot_api.delivered()
+    assert "404" in alert and "/nope" in alert  # the camera alert went out, saying what failed
+    with closing(sqlite3.connect(data_dir / "bilbo.sqlite3")) as db:
+        tables = "\n".join(db.iterdump())  # every stored text: ticks, failures, alerts, outbox
+    settings = load_settings(None, environ={"BILBO_DATA_DIR": str(data_dir)}, dashboard_port=free_port())
+    endpoints = ("/api/status", "/api/timeline", "/api/ticks/1", "/api/review", "/api/metrics")
+    with serving(settings) as base:
+        answers = [call("GET", base + path) for path in endpoints]
+    assert all(status == 200 for status, _, _ in answers), [a[:2] for a in answers]
+    said = {
+        "log": good.stderr + down.stderr,
+        "database": tables,
+        "ticks.jsonl": (data_dir / "ticks.jsonl").read_text(),
+        "dashboard": "\n".join(str(body) for _, body, _ in answers),
+        "Telegram": alert,
+    }
+    assert "rtsp://***@127.0.0.1:" in said["database"] and "rtsp://***@127.0.0.1:" in said["log"]
+    for where, text in said.items():
+        for piece in ("pa ss", 'w"d', "@X9", "parent:"):
+            assert piece not in text, f"{piece!r} reached the {where}"
 
 
 def test_camera_down_fails_the_tick_within_its_timeout_with_one_clear_line(tmp_path):

@@ -49,6 +49,7 @@ from capture.ffmpeg import find_ffmpeg
 from capture.sample_camera import BASSINET_CROP, frame_at
 from settings import Settings, load_settings
 from tests.conftest import free_port
+from tests.rtsp_redirect import RedirectingCamera
 from tests.tick_runner import rows
 
 REPO = Path(__file__).resolve().parents[1]
@@ -486,9 +487,9 @@ def test_rtsp_ticks_with_a_telegram_alert_talk_only_to_the_camera_and_the_bot_ap
         assert result.returncode == 0, result.stderr
         assert rec.started("monitor.py"), "the audit hook was not installed in the tick"
         assert_no_violations(rec, allow, f"the RTSP tick at {hhmm}")
-        # The recorder saw the real traffic: ffmpeg started on this camera's URL...
-        grabs = [e for e in rec.audit_events() if e["event"] == "subprocess.Popen" and url in e["args"]]
-        assert grabs, f"no ffmpeg on {url} recorded at {hhmm}"
+        # The recorder saw the real traffic: ffmpeg started, the camera URL on its stdin, not its command line...
+        grabs = [e for e in rec.audit_events() if e["event"] == "subprocess.Popen" and "pipe:0" in e["args"]]
+        assert grabs and all(url not in str(e["args"]) for e in grabs), f"no concealed ffmpeg grab at {hhmm}"
         if rec.use_strace:  # ...and, at syscall level, ffmpeg's own connection to the camera.
             reached = {_address(e) for e in rec.syscall_events() if e["event"] == "socket.connect"}
             assert endpoint(url) in reached, f"strace saw no connection to the camera at {hhmm}"
@@ -499,6 +500,37 @@ def test_rtsp_ticks_with_a_telegram_alert_talk_only_to_the_camera_and_the_bot_ap
     assert "waking" in sent.caption and sent.chat_id == "4242"
     to_bot_api = [e for e in rec.audit_events() if e["event"] == "socket.connect" and _address(e) == bot_api_endpoint]
     assert to_bot_api, "the connection to the Bot API was not recorded: the recorder is blind"
+
+
+@pytest.mark.rtsp
+@pytest.mark.parametrize("recorder", RECORDERS)
+def test_a_camera_redirecting_elsewhere_is_refused_and_ffmpegs_one_connection_there_is_all_that_left(
+    tmp_path, rtsp_server, recorder
+):
+    """ffmpeg follows an RTSP 302 on its own and no option stops it, so its connection to the address the camera
+    names cannot be prevented (credentials are not forwarded: they are not in the Location). The tick detects the
+    redirect, refuses the frame, stores no tick and says so in one line; that one connection, made by ffmpeg, is the
+    only thing outside the allowlist (strace sees it; the audit hook sees Python reach nothing else)."""
+    elsewhere = rtsp_server(served_frame(tmp_path, "03:00"))  # a working camera the settings never name
+    with RedirectingCamera(elsewhere, host="127.0.0.2") as camera:
+        camera_url = camera.url.replace("rtsp://", "rtsp://parent:hunter2@")
+        variables, settings = tick_settings(tmp_path / "data", camera_url=camera_url, bassinet_crop=CROP,
+                                            audio_seconds="1")  # fmt: skip
+        allow = allowlist_for(settings)
+        assert allow.connect == {("127.0.0.2", camera.port)}
+        rec = recording(tmp_path / "rec", recorder)
+        result = run_tick(rec, variables, "03:00")
+    assert camera.requests, "ffmpeg never asked the configured camera"
+    assert result.returncode == 1, result.stderr
+    [error] = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    assert f"redirected the grab to {elsewhere}" in error and "refused" in error and "hunter2" not in error
+    assert rows(tmp_path / "data") == []  # no frame from the other address was stored
+    target = "{}:{}".format(*endpoint(elsewhere))
+    found = violations(rec.events(), allow)
+    if rec.use_strace:
+        assert found and all(f"socket.connect to {target} " in line for line in found), found
+    else:
+        assert found == [], found
 
 
 # ---------------------------------------------------------------------------------------------------------

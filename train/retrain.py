@@ -384,14 +384,12 @@ def unique_dir(parent: Path, name: str) -> Path:
 @contextlib.contextmanager
 def tick_lock(settings: Settings, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
     """Hold the tick's own lock (monitor.py): no tick loads models while the files are swapped."""
-    lock, deadline, told = TickLock(settings.lock_path), time.monotonic() + wait_s, False
-    while not lock.acquire():
-        if not told:
-            print(f"retrain: waiting for the running tick to finish (lock {settings.lock_path})", flush=True)
-            told = True
-        if time.monotonic() > deadline:
-            raise RetrainError(f"a tick held {settings.lock_path} for {wait_s:.0f} s; nothing was swapped")
-        time.sleep(0.1)
+    lock = TickLock(settings.lock_path)
+    waiting = f"retrain: waiting for the running tick to finish (lock {settings.lock_path})"
+    try:
+        lock.wait(wait_s, on_wait=lambda: print(waiting, flush=True))
+    except TimeoutError:
+        raise RetrainError(f"a tick held {settings.lock_path} for {wait_s:.0f} s; nothing was swapped") from None
     try:
         yield
     finally:
