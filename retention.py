@@ -26,6 +26,7 @@ the backup cannot be read, the sweep removes nothing that pass.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import time
@@ -35,7 +36,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from db import jsonl
-from db.store import Store, TickRow
+from db.store import Store, StoreError, TickRow
 from settings import Settings
 
 MAX_FILES_PER_PASS = 1000
@@ -242,3 +243,23 @@ def _sweep_orphans(store: Store, data_dir: Path, now: float, backup: Path) -> in
                 path.unlink()
                 removed += 1
     return removed
+
+
+_tick_log = logging.getLogger("bilbo.tick")  # the tick's steps log as the tick
+
+
+def apply_retention(settings: Settings, store: Store, now: float) -> None:
+    """Delete old frames/clips (RETENTION_DAYS, MIN_FREE_MB); a problem is one warning, never a failed tick."""
+    try:
+        report = prune(store, settings.data_dir, settings, now)
+    except (OSError, StoreError) as exc:
+        _tick_log.warning("retention did not finish this tick (the next tick tries again): %s", exc)
+        return
+    if report.removed_files:
+        _tick_log.info("retention: %s", report.summary(settings))
+    if report.orphans_removed:
+        _tick_log.info(
+            "retention: removed %d file(s) no tick points at (left by a killed tick)", report.orphans_removed
+        )
+    if problem := report.problem(settings):
+        _tick_log.warning("retention: %s", problem)

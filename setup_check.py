@@ -51,8 +51,8 @@ def run(settings: Settings, *, crop_of: CropOf, load_cascade: Callable[[Settings
 
 def check(settings: Settings, crop_of: CropOf, load_cascade: Callable[[Settings], Cascade]) -> list[Line]:
     """Every part, in the order a tick uses them; a part that cannot be checked says why (FAIL) and the rest go on.
-    `crop_of` and `load_cascade` are the tick's own (monitor.bassinet_crop, monitor.load_cascade), so the check
-    uses what the tick would."""
+    `crop_of` and `load_cascade` are the tick's own (capture.sources.bassinet_crop, models.classify.load_cascade), so
+    the check uses what the tick would."""
     lines = [_data_dir(settings), *_database(settings), *_writes(settings)]
     frame, camera = _camera(settings)
     lines += [camera, *_ffmpeg(settings)]

@@ -20,9 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from alerts.notifiers import Notifier, NotifyError
+from alerts.notifiers import Notifier, NotifyError, notifier_from_settings
 from alerts.rules import clock
-from db.store import MAX_UNCONFIRMED, Alert, Store
+from db import jsonl
+from db.store import MAX_UNCONFIRMED, Alert, Store, StoreError
+from settings import Settings
 
 # An alert older than this is labelled "(delayed, from HH:MM)" so a parent does not read a stale
 # wake-up as happening now. A few ticks (tick interval 240 s by default) of lateness is normal retrying.
@@ -109,3 +111,25 @@ def _prepare(
         except OSError as exc:
             log.warning("alert #%s: snapshot %s unreadable (%s); sending without it", alert.id, alert.photo_path, exc)
     return dataclasses.replace(alert, caption=caption), photo
+
+
+_tick_log = logging.getLogger("bilbo.tick")  # the tick's steps log as the tick
+
+
+def deliver_alerts(settings: Settings, store: Store, now: float) -> None:
+    """Send what is in the outbox; runs after every tick, failed or not, so outages never drop alerts."""
+    try:
+        delivery = deliver_pending(
+            store,
+            notifier_from_settings(settings),
+            settings.data_dir,
+            now=now,
+            log=_tick_log,
+            camera_name=settings.camera_name,
+            on_sent=lambda alert: jsonl.queue(store, settings.jsonl_path, [jsonl.alert_sent_record(alert)]),
+        )
+    except StoreError as exc:
+        _tick_log.error("alerts not delivered this tick (will retry): %s", exc)
+        return
+    if delivery.sent and (problem := jsonl.write(store, settings.jsonl_path)):
+        _tick_log.warning("alert delivered, but %s", problem)

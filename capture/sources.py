@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -17,6 +18,9 @@ import numpy as np
 from capture.audio import AudioClip, pcm16_to_float
 from capture.ffmpeg import AUDIO_RATE, CaptureError, find_ffmpeg, grab_rtsp, is_complete_jpeg, redact_url
 from capture.frame_limits import check_file_size, check_header
+
+if TYPE_CHECKING:
+    from settings import Settings
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 FOLDER_SUFFIXES = (".jpg", ".jpeg")  # cameras that upload snapshots by FTP drop JPEGs
@@ -163,3 +167,14 @@ def _grab(source: str, *, at: datetime, timeout_s: float, ffmpeg_path: str, audi
     if path.is_file():
         return _from_file(path)
     raise CaptureError(f"source {redact_url(source)} is neither a camera URL, 'sample', nor an existing file or folder")
+
+
+def bassinet_crop(settings: Settings, source: str | None = None) -> tuple[int, int, int, int] | None:
+    """The configured crop; the sample camera knows where its own bassinet is. `source`: where a stored frame
+    came from (a tick's `source`; train/retrain.py asks for old frames), by default the configured CAMERA_URL."""
+    sample = settings.camera_url == "sample" if source is None else source.startswith(SAMPLE_SOURCE)
+    if settings.bassinet_crop is None and sample:
+        from capture.sample_camera import BASSINET_CROP  # only the demo camera needs it
+
+        return BASSINET_CROP
+    return settings.bassinet_crop

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import mmap
 import os
 import time
@@ -31,6 +32,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from db.store import Alert, CaptureFailure, Correction, Store, StoreError, TeacherLabel, TickRow
+from settings import Settings
 
 
 def tick_record(row: TickRow, alerts: Sequence[Alert] = ()) -> dict:
@@ -166,3 +168,18 @@ def named_in(path: Path, names: Iterable[str]) -> set[str]:
     except (FileNotFoundError, ValueError):  # no backup, or an empty one (mmap refuses 0 bytes): it names nothing
         return set()
     return wanted & found
+
+
+_tick_log = logging.getLogger("bilbo.tick")  # the tick's steps log as the tick
+
+
+def write_waiting_backups(settings: Settings, store: Store) -> None:
+    """Append the JSONL backup lines that earlier appends could not write (a correction's, say, when the disk was
+    full), so every backup catches up within a tick of the disk coming back; still failing is one warning. The
+    tick's own backup line has already tried ticks.jsonl (and warned), so that file is left to it."""
+    try:
+        problems = write_waiting(store, skip=settings.jsonl_path)
+    except StoreError as exc:
+        problems = [f"JSONL backup lines waiting in the database were not written this tick: {exc}"]
+    for problem in problems:
+        _tick_log.warning("%s", problem)

@@ -30,7 +30,7 @@ from models import preprocess as pp
 from settings import Settings
 
 Crop = tuple[int, int, int, int]
-CropOf = Callable[[Settings, str], Crop | None]  # monitor.bassinet_crop: (settings, a tick's source) -> crop
+CropOf = Callable[[Settings, str], Crop | None]  # capture.sources.bassinet_crop: (settings, a tick's source) -> crop
 log = logging.getLogger("bilbo.labeller")
 
 WINDOW_S = 24 * 3600  # older frames are no longer asked about (the nursery has moved on; retention nears)

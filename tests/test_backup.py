@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from alerts.outage import note_failed_tick
 from capture.ffmpeg import CaptureError
 from db import jsonl
 from db.rebuild import RESTORED_NOTE, Tally, rebuild, replay, restore
 from db.store import Correction, Store
 from lockfile import TickLock
-from monitor import note_failed_tick
 from retention import prune
 from settings import load_settings
 from tests.test_camera_health import camera_alerts, failed_tick, good_tick, telegram_env, ts

@@ -22,10 +22,10 @@ import numpy as np
 import pytest
 
 from capture.sample_camera import BASSINET_CROP, frame_at
+from capture.sources import bassinet_crop
 from db.store import Store, TickRow
 from labeller.client import LabellerError, parse_label
 from labeller.fallback import MAX_ATTEMPTS, label_pending, needs_teacher
-from monitor import bassinet_crop
 from settings import load_settings
 from tests.conftest import free_port
 from tests.test_dashboard import call, dashboard_settings, serving
@@ -321,7 +321,7 @@ def test_calls_are_capped_per_hour(tmp_path, chat):
 def test_with_no_bassinet_crop_configured_no_frame_leaves_the_house(tmp_path, chat, caplog):
     """The README promises only the bassinet crop leaves. A real camera without BASSINET_CROP has no crop, so the
     frame stays home (never the whole room), with one warning saying what to set; with a crop the same frame goes,
-    cut to it. The tick's own crop rule decides (monitor.bassinet_crop), on a real store and a real server."""
+    cut to it. The tick's own crop rule decides (capture.sources.bassinet_crop), on a real store and a real server."""
     camera = "rtsp://192.0.2.5:554/stream1"
     settings = load_settings(None, environ={"BILBO_DATA_DIR": str(tmp_path), "BILBO_CAMERA_URL": camera, **chat.env()})
     (tmp_path / "frames").mkdir()

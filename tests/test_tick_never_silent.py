@@ -25,6 +25,7 @@ from capture.ffmpeg import CaptureError
 from capture.frame_limits import MAX_FRAME_BYTES
 from capture.sources import grab
 from db.store import Store
+from models.classify import frame_file
 from settings import load_settings
 from tests.test_dashboard import call, dashboard_settings, serving, tick_row
 from tests.tick_runner import run_tick, sample_tick
@@ -135,7 +136,7 @@ def test_a_step_after_the_tick_that_raises_does_not_stop_the_steps_after_it(tmp_
     points at, left by a killed tick) and the tick still counts as done."""
     settings = load_settings(None, environ={"BILBO_DATA_DIR": str(tmp_path)})
     settings = settings.__class__(**{**settings.__dict__, "camera_url": "sample"})
-    orphan = settings.data_dir / monitor._frame_file(AT - timedelta(minutes=30), ".jpg")
+    orphan = settings.data_dir / frame_file(AT - timedelta(minutes=30), ".jpg")
     orphan.parent.mkdir(parents=True)
     orphan.write_bytes(b"left by a killed tick")
     os.utime(orphan, (time.time() - 3600, time.time() - 3600))

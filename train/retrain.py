@@ -45,13 +45,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from capture.sources import bassinet_crop
 from dashboard.labels import human_state, presence_truth
 from dashboard.sessions import night_of  # the sleep log's night: 19:00 and 05:00 are the same night
 from db.store import Store, TickRow
 from lockfile import TickLock
 from models import preprocess as pp
 from models.cascade import MANIFEST, MODEL_FILES, Cascade, ModelError
-from monitor import bassinet_crop
 from settings import DEFAULT_ENV_FILE, Settings, cli_settings
 from train import face_data
 
