@@ -19,6 +19,7 @@ N_MELS = 40
 FMIN, FMAX = 50.0, 3900.0
 WINDOW_S = 5.0  # the model's input: one tick's default clip
 STEP_S = 2.5  # sliding-window step for longer clips
+LISTEN_HOP_S = 1.0  # the continuous listener: one window, ending now, every second (models/cry_rule.py)
 WINDOW_SAMPLES = int(WINDOW_S * SAMPLE_RATE)
 FEATURE_VERSION = "logmel-8k-256-128-40-v1"
 
@@ -110,6 +111,15 @@ def windows(x: np.ndarray) -> list[np.ndarray]:
     if starts[-1] != len(x) - WINDOW_SAMPLES:
         starts.append(len(x) - WINDOW_SAMPLES)
     return [x[s : s + WINDOW_SAMPLES] for s in starts]
+
+
+def listen_windows(x: np.ndarray, hop_s: float = LISTEN_HOP_S) -> np.ndarray:
+    """(n, WINDOW_SAMPLES) windows of a long recording every hop_s, as a continuous listener sees them: window i
+    ends at WINDOW_S + i * hop_s seconds. Fewer samples than one window: no window (the listener still waits)."""
+    hop = round(hop_s * SAMPLE_RATE)
+    if len(x) < WINDOW_SAMPLES:
+        return np.zeros((0, WINDOW_SAMPLES), np.float32)
+    return np.lib.stride_tricks.sliding_window_view(x, WINDOW_SAMPLES)[::hop]
 
 
 def batch(x: np.ndarray) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Cry detection at tick time: 8 kHz log-mel features (models/audio_features.py) + a small CNN in ONNX Runtime.
 
 No torch here. The weights (cry.onnx) come with their own manifest (cry.json: version, window, sample
-rate, threshold, data, metrics); train/cry.py writes both.
+rate, threshold, data, metrics); train/cry.py writes both. cry.json also carries the continuous listener's rule
+("rule", models/cry_rule.py), chosen on validation sources by train/cry_listen.py: `CryModel.rule`.
 
     python -m models.cry PATH... [--json] [--models-dir DIR] [--threshold T]
 
@@ -23,6 +24,7 @@ import numpy as np
 
 from capture.audio import dbfs, read_wav
 from models import audio_features as af
+from models.cry_rule import CryRule
 from models.onnx_session import open_session
 
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent / "weights"
@@ -76,9 +78,23 @@ class CryModel:
         session = open_session(onnx_path, threads=1, error=CryModelError, hint="rebuild with python -m train.cry")
         return cls(session, manifest, threshold)
 
+    @property
+    def rule(self) -> CryRule:
+        """The continuous listener's rule shipped with these weights (cry.json "rule"; defaults if absent)."""
+        return CryRule.from_dict(self.manifest.get("rule"))
+
     def probabilities(self, samples_8k: np.ndarray) -> np.ndarray:
         """Cry probability of each model window of an 8 kHz mono clip."""
-        logits = self._session.run(None, {self._input: af.batch(samples_8k)})[0]
+        return self._run(af.batch(samples_8k))
+
+    def window_probabilities(self, windows: np.ndarray, chunk: int = 256) -> np.ndarray:
+        """Cry probability of each (WINDOW_SAMPLES,) row, e.g. af.listen_windows of a long recording."""
+        out = [self._run(np.stack([af.model_input(w) for w in windows[i : i + chunk]]))
+               for i in range(0, len(windows), chunk)]  # fmt: skip
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def _run(self, features: np.ndarray) -> np.ndarray:
+        logits = self._session.run(None, {self._input: features})[0]
         return 1.0 / (1.0 + np.exp(-logits.reshape(-1).astype(np.float64)))
 
     def score(self, samples_8k: np.ndarray) -> CryResult:

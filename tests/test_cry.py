@@ -1,5 +1,6 @@
-"""The cry model and its surroundings: the CLI on real held-out recordings, ONNX vs torch, the cry rule and the
-combined wake+cry message, and the audio columns of the store (migration 3)."""
+"""The cry model and its surroundings: the CLI on real held-out recordings, ONNX vs torch, the continuous
+listener's rule (models/cry_rule.py), the tick's cry rule and the combined wake+cry message, and the audio columns
+of the store (migration 3)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from capture.audio import AudioClip, write_wav
 from db.store import Store, TickRow
 from models import audio_features as af
 from models.cry import CryModel, decode_8k
+from models.cry_rule import CryListener, CryRule, onsets, quantile
 from settings import SettingsError, load_settings
 from tests.old_db import database_at_version
 from tests.tick_runner import REPO
@@ -57,7 +59,7 @@ def test_cli_scores_a_held_out_cry_at_8k_mono_and_at_44k1_stereo_alike(tmp_path,
 
 
 def test_cli_labels_held_out_speech_as_not_cry_and_reads_flac_through_ffmpeg(held_out_audio):
-    result = run_cli(str(held_out_audio("speech")), "--json")
+    result = run_cli(str(held_out_audio("read_speech")), "--json")
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["label"] == "not_cry" and out["cry_probability"] < CryModel.load().threshold
@@ -125,6 +127,9 @@ def test_shipped_manifest_matches_the_feature_code_and_recorded_a_tight_export()
     assert manifest["features"] == af.FEATURE_VERSION and manifest["sample_rate"] == 8000
     assert manifest["onnx_vs_torch_max_abs_logit_diff"] < 1e-4
     assert 0 < manifest["threshold"] < 1 and manifest["held_out"] is not None
+    rule = CryModel.load().rule  # the continuous listener's rule, chosen on validation and shipped beside the weights
+    assert rule == CryRule.from_dict(manifest["rule"]) and 0 < rule.threshold < 1 and rule.consecutive >= 1
+    assert "validation" in manifest["rule_from"] and manifest["held_out"]["listener"]["rule"] == rule.to_dict()
 
 
 def test_cry_runtime_does_not_import_torch():
@@ -241,3 +246,84 @@ def test_monitor_simulation_applies_the_tick_rule_and_the_cooldown():
     half = simulate_alerts(np.array([0.9, 0.1]), 0.5, 1, 1, 15 * 400, rng)  # half the windows cry-like
     expected = 15 * 400 / (gap + 1)  # after each cooldown a fair coin takes 1 more tick on average
     assert abs(len(half) - expected) < 0.08 * expected
+
+
+# --- the continuous listener's rule (models/cry_rule.py) ----------------------------------------------
+
+
+def test_listener_needs_consecutive_cry_like_windows_and_reports_one_onset_per_episode():
+    rule = CryRule(threshold=0.5, consecutive=3, margin_db=0.0, end_after_s=4)
+    probs = [0.9, 0.9, 0.1, 0.9, 0.9, 0.9, 0.9, 0.2, 0.9, 0.1, 0.1, 0.1, 0.1, 0.9, 0.9, 0.9]
+    assert onsets(rule, probs, [-30.0] * len(probs)) == [5, 15]  # the 2nd onset only after 4 quiet windows ended it
+    listener = CryListener(rule)
+    events = [listener.feed(p, -30.0) for p in probs]
+    assert events.count("onset") == 2 and events.count("end") == 1 and events.index("end") == 12
+    assert onsets(replace_rule(rule, consecutive=1), [0.2, 0.6], [-30.0, -30.0]) == [1]
+
+
+def replace_rule(rule: CryRule, **changes) -> CryRule:
+    return CryRule.from_dict({**rule.to_dict(), **changes})
+
+
+def test_listener_ignores_cry_like_windows_no_louder_than_the_rooms_background():
+    rule = CryRule(threshold=0.5, consecutive=2, margin_db=6.0, background_s=60, min_history=10)
+    tv = [-25.0 + (i % 3) for i in range(60)]  # a TV playing all along sets the background near -25 dBFS
+    assert onsets(rule, [0.1] * 10 + [0.9] * 50, tv) == []  # cry-like but no louder than the room: never counts
+    cry_over_tv = tv + [-12.0] * 5  # a cry 13 dB over the TV
+    assert onsets(rule, [0.1] * 60 + [0.9] * 5, cry_over_tv) == [61]
+    assert CryListener(rule).background_dbfs is None  # no history: loudness cannot veto yet
+    assert onsets(rule, [0.9, 0.9], [-40.0, -40.0]) == [1]
+    listener = CryListener(rule)
+    for db in tv:
+        listener.feed(0.0, db)
+    assert listener.background_dbfs == pytest.approx(float(np.quantile(tv, 0.2)))
+
+
+def test_rule_round_trips_through_the_manifest_dict_and_ignores_unknown_keys():
+    rule = CryRule(threshold=0.8, consecutive=4, margin_db=3.0)
+    assert CryRule.from_dict(json.loads(json.dumps(rule.to_dict()))) == rule
+    assert CryRule.from_dict({"threshold": 0.7, "from_a_newer_version": 1}) == CryRule(threshold=0.7)
+    assert CryRule.from_dict(None) == CryRule()
+    assert quantile([3.0, 1.0, 2.0, 4.0], 0.5) == pytest.approx(float(np.quantile([1, 2, 3, 4], 0.5)))
+
+
+def test_listen_windows_end_one_hop_apart_and_wait_for_a_full_window():
+    x = np.arange(12 * 8000, dtype=np.float32)
+    windows = af.listen_windows(x)
+    assert windows.shape == (8, af.WINDOW_SAMPLES) and windows[3][0] == 3 * 8000 and windows[-1][-1] == x[-1]
+    assert af.listen_windows(x[:39_999]).shape == (0, af.WINDOW_SAMPLES)
+
+
+def test_shipped_model_and_rule_hear_a_held_out_cry_in_a_quiet_room_and_nothing_before_it(held_out_audio):
+    model = CryModel.load()
+    cry = decode_8k(held_out_audio("cry", "donateacry"))
+    rng = np.random.default_rng(1)
+    room = (rng.standard_normal(40 * 8000) * 0.001).astype(np.float32)
+    stream = np.concatenate([room, cry, room[: 10 * 8000]])
+    windows = af.listen_windows(stream)
+    probs = model.window_probabilities(windows)
+    loudness = [20 * np.log10(np.sqrt(np.mean(w.astype(np.float64) ** 2)) + 1e-10) for w in windows]
+    assert len(probs) == len(windows) and np.allclose(probs[:1], model.probabilities(windows[0]))
+    times = [af.WINDOW_S + i * af.LISTEN_HOP_S for i in onsets(model.rule, probs.tolist(), loudness)]
+    assert len(times) == 1 and 40 <= times[0] <= 40 + len(cry) / 8000 + 5
+
+
+def test_listener_evaluation_counts_alerts_per_hour_of_sound_and_finds_an_episode_while_it_cries():
+    from train.cry_listen import Stream, figures, summary
+
+    talk = Stream("conversation", "as recorded", np.zeros(0, np.float32), [(30.0, 30.0 + 1800, "talk")])
+    talk.probs, talk.dbfs = np.array([0.1] * 100 + [0.9] * 3 + [0.1] * 100), np.full(203, -30.0)
+    cry = Stream("cry", "quiet room", np.zeros(0, np.float32), [(40.0, 50.0, "baby")])
+    cry.probs, cry.dbfs = np.array([0.1] * 36 + [0.9] * 8 + [0.1] * 10), np.full(54, -30.0)
+    fig = figures(CryRule(threshold=0.5, consecutive=3), [talk, cry])
+    numbers = summary(fig)
+    alerts = numbers["false_alerts"]["conversation"]
+    assert (alerts["alerts"], alerts["hours"], alerts["per_hour"]) == (1, 0.5, 2.0)  # exposure: the sound, not the room
+    assert alerts["interval_95"][0] < 2.0 < alerts["interval_95"][1]
+    assert fig["false"]["conversation"][0][2] == "talk"  # the worst-alert list names the source playing
+    found = numbers["cry_episodes"]["quiet room"]
+    assert (found["detected"], found["median_latency_s"]) == (1, 3.0)  # 3rd cry-like window ends at 43 s
+    late = Stream("cry", "quiet room", np.zeros(0, np.float32), [(40.0, 50.0, "baby")])
+    late.probs, late.dbfs = np.array([0.1] * 60 + [0.9] * 3), np.full(63, -30.0)  # onset at 67 s: too late
+    missed = summary(figures(CryRule(threshold=0.5, consecutive=3), [late]))["cry_episodes"]["quiet room"]
+    assert missed["detected"] == 0 and missed["median_latency_s"] is None
