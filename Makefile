@@ -58,9 +58,13 @@ backtest: $(RUNTIME)
 	$(PY) -m train.backtest
 
 # A second camera (twins): make install-schedule CAMERA=ada [CONFIG=.env.ada]
+# The cry listener is installed beside the timer when LISTEN is on (.env) and the camera carries audio;
+# make install-schedule LISTEN=0 leaves it out (and removes an installed one), LISTEN=1 installs it without asking.
 CAMERA_ARGS = $(if $(CAMERA),--camera $(CAMERA)) $(if $(CONFIG),--config $(CONFIG))
+LISTEN_ARGS = $(if $(filter 0 no off false,$(LISTEN)),--listen no,$(if $(filter 1 yes on true,$(LISTEN)),--listen yes))
 install-schedule: $(RUNTIME)
-	@if [ "$$(uname)" = Darwin ]; then bash launchd/install.sh $(CAMERA_ARGS); else bash systemd/install.sh $(CAMERA_ARGS); fi
+	@if [ "$$(uname)" = Darwin ]; then bash launchd/install.sh $(CAMERA_ARGS) $(LISTEN_ARGS); \
+	else bash systemd/install.sh $(CAMERA_ARGS) $(LISTEN_ARGS); fi
 
 bench: $(DEV)
 	$(PY) bench/tick.py

@@ -28,6 +28,7 @@ from alerts import store_down
 from alerts.mqtt import publish_state
 from alerts.outage import failure_reason, note_failed_tick
 from alerts.outbox import deliver_alerts
+from alerts.rules import awaiting_confirmation, in_cooldown, rows_needed
 from alerts.tick_alerts import raised_alerts
 from capture.ffmpeg import CaptureError, redact_text
 from capture.pixeldiff import CropError
@@ -37,6 +38,7 @@ from db import jsonl
 from db.jsonl import write_waiting_backups
 from db.store import Store, StoreError, TickRow
 from labeller.fallback import label_pending
+from listener import health as listener_health
 from lockfile import TickLock
 from models.cascade import ModelError
 from models.classify import LazyCascade, LazyCryModel, classify, load_cascade, score_audio
@@ -49,9 +51,15 @@ NIGHT_START, NIGHT_END = "18:30", "07:30"
 
 
 def tick(
-    settings: Settings, store: Store, at: datetime, models: LazyCascade, cry: LazyCryModel | None = None
+    settings: Settings,
+    store: Store,
+    at: datetime,
+    models: LazyCascade,
+    cry: LazyCryModel | None = None,
+    confirms: int | None = None,
 ) -> TickRow:
-    """One tick: capture (frame + audio) → diff → cascade, cry model → store (+ alerts, same transaction) → JSONL."""
+    """One tick: capture (frame + audio) → diff → cascade, cry model → store (+ alerts, same transaction) → JSONL.
+    `confirms`: this is a confirmation frame of that awake tick (always classified, marked as such)."""
     started = time.perf_counter()
     cry = cry or LazyCryModel(settings)
     if skew := clock_went_back(getattr(store.last_tick(), "ts", None), at.timestamp()):
@@ -63,9 +71,9 @@ def tick(
         ffmpeg_path=settings.ffmpeg_path,
         audio_s=settings.audio_seconds,
     )
-    row = classify(settings, frame, store, at, models)  # writes the JPEG when the frame changed
+    row = classify(settings, frame, store, at, models, force=confirms is not None)  # writes the JPEG if it changed
     try:
-        row = replace(row, **score_audio(settings, frame, at, cry))
+        row = replace(row, confirms=confirms, **score_audio(settings, frame, at, cry))
         row = replace(row, duration_ms=(time.perf_counter() - started) * 1000.0)
         alerts = raised_alerts(settings, store, row, cry)
         with store.atomic():  # the row, its alerts and its backup line land together
@@ -111,7 +119,15 @@ def after_tick(step: str, run: Callable[[], object]) -> None:
         log.error("%s failed this tick (the next tick tries again): %s", step, redact_text(failure_reason(exc)))
 
 
-def store_tick(settings: Settings, store: Store, at: datetime, models: LazyCascade, cry: LazyCryModel | None) -> int:
+def store_tick(
+    settings: Settings,
+    store: Store,
+    at: datetime,
+    models: LazyCascade,
+    cry: LazyCryModel | None,
+    *,
+    simulated: bool = False,
+) -> int:
     """Run the tick and log its one line; 0 stored, 1 failed (a failed tick is recorded: an outage alerts; a
     database that cannot be written cannot record it, and counts towards `alerts.store_down`'s alert instead)."""
     try:
@@ -130,12 +146,56 @@ def store_tick(settings: Settings, store: Store, at: datetime, models: LazyCasca
         return 1
     log.info("tick %s", describe(row))
     store_down.note_success(settings, at)
+    confirm_waking(settings, store, row, at, models, cry, simulated=simulated)
     return 0
 
 
-def run_once(settings: Settings, at: datetime, models: LazyCascade, cry: LazyCryModel | None = None) -> int:
+def confirm_waking(
+    settings: Settings,
+    store: Store,
+    first: TickRow,
+    at: datetime,
+    models: LazyCascade,
+    cry: LazyCryModel | None,
+    *,
+    simulated: bool,
+) -> None:
+    """When `first` shows eyes open and the wake rule does not hold yet, grab up to CONFIRM_FRAMES more frames
+    CONFIRM_INTERVAL_S apart (ticks of their own, marked as confirming `first`) while that stays so: the rule then
+    holds ~15 s after the first awake frame, and the wake alert goes out with this tick instead of the next one or
+    two (4-8 minutes later). Not within the wake cooldown (no alert could come of it). `simulated`: a tick at a given
+    time (--at, --night) takes its frames at `at` + n x interval without waiting. A confirmation frame that fails is
+    one line; the tick itself has already succeeded and the next tick looks again."""
+    if first.unchanged or in_cooldown(first.ts, store.last_alert_ts("wake"), settings.alert_cooldown_s):
+        return
+    rule = {"window": settings.wake_window, "needed": settings.wake_needed}
+    for n in range(1, settings.confirm_frames + 1):
+        if not awaiting_confirmation(store.recent_classified(rows_needed(settings.wake_window)), **rule):
+            return
+        if simulated:
+            when = at + timedelta(seconds=n * settings.confirm_interval_s)
+        else:
+            time.sleep(settings.confirm_interval_s)
+            when = datetime.now().astimezone()
+        try:
+            row = tick(settings, store, when, models, cry, confirms=first.id)
+        except Exception as exc:
+            log.warning(
+                "waking not confirmed: frame %d of %d failed: %s",
+                n,
+                settings.confirm_frames,
+                redact_text(failure_reason(exc), settings.secrets),
+            )
+            return
+        log.info("tick %s (confirming %s)", describe(row), datetime.fromtimestamp(first.ts).strftime("%H:%M:%S"))
+
+
+def run_once(
+    settings: Settings, at: datetime, models: LazyCascade, cry: LazyCryModel | None = None, *, simulated: bool = False
+) -> int:
     """One tick on one database connection. Each step that fails logs its one line and the steps after it still
-    run; only a database that cannot be opened at all ends the tick here, since no step could do anything."""
+    run; only a database that cannot be opened at all ends the tick here, since no step could do anything.
+    `simulated`: `at` is not now (--at, --night): confirmation frames are taken at simulated times."""
     now = at.timestamp()
     try:
         store = Store.open(settings.db_path)
@@ -144,7 +204,9 @@ def run_once(settings: Settings, at: datetime, models: LazyCascade, cry: LazyCry
         store_down.note_failure(settings, at, exc)
         return 1
     with store:  # no step leaves a transaction open: the dashboard reads and writes freely between steps
-        code = store_tick(settings, store, at, models, cry)
+        code = store_tick(settings, store, at, models, cry, simulated=simulated)
+        # the continuous cry listener (listener/): silent for 2 minutes is reported, CAMERA_DOWN_TICKS ticks alert
+        after_tick("cry listener", lambda: listener_health.check(settings, store, at))
         after_tick("alert delivery", lambda: deliver_alerts(settings, store, now))
         # MQTT, only when MQTT_HOST is set (alerts/mqtt.py opens its own connection)
         after_tick("MQTT", lambda: publish_state(settings, at=now))
@@ -172,7 +234,7 @@ def run_night(settings: Settings, night_of: date) -> int:
     failures = 0
     times = night_times(night_of, settings.tick_interval_s)
     for at in times:
-        failures += run_once(settings, at, models, cry)
+        failures += run_once(settings, at, models, cry, simulated=True)
     log.info("simulated night of %s: %d ticks, %d failed", night_of, len(times), failures)
     return 1 if failures else 0
 
@@ -237,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     with lock:
         if args.night:
             return run_night(settings, args.night)
-        return run_once(settings, at, LazyCascade(settings))
+        return run_once(settings, at, LazyCascade(settings), simulated=args.at is not None)
 
 
 if __name__ == "__main__":

@@ -112,6 +112,22 @@ def _window(raw: str) -> int:
     return value
 
 
+def _confirm_frames(raw: str) -> int:
+    """CONFIRM_FRAMES: each one holds the tick (and its lock) CONFIRM_INTERVAL_S longer."""
+    value = _non_negative_int(raw)
+    if value > 4:
+        raise ValueError("want a whole number from 0 (off) to 4")
+    return value
+
+
+def _confirm_interval(raw: str) -> float:
+    """CONFIRM_INTERVAL_S: long enough that a blink is over, short enough that the tick ends well inside its timer."""
+    value = _finite(raw)
+    if not 1.0 <= value <= 60.0:
+        raise ValueError("want seconds from 1 to 60")
+    return value
+
+
 def _audio_seconds(raw: str) -> float:
     value = _finite(raw)
     if not 0.0 <= value <= 30.0:
@@ -245,6 +261,10 @@ class Settings:
     wake_window: int = 3
     wake_needed: int = 2
     alert_cooldown_s: int = 1800
+    # A frame with eyes open while the wake rule does not hold yet: the same tick grabs up to CONFIRM_FRAMES more,
+    # CONFIRM_INTERVAL_S apart, so a waking alerts ~15-30 s after the first awake frame instead of a tick later.
+    confirm_frames: int = 2
+    confirm_interval_s: float = 15.0
     telegram_bot_token: str = ""
     telegram_chat_id: str = ""
     telegram_base_url: str = ""
@@ -262,6 +282,9 @@ class Settings:
     retention_days: int = 30  # frames/clips of older ticks are deleted (labelled ones kept); 0 = keep forever
     min_free_mb: int = 500  # below this much free disk the oldest frames/clips go first; 0 = no disk check
     camera_down_ticks: int = 3  # one "camera unreachable" alert after this many failed captures in a row; 0 = never
+    # The continuous cry listener (listener/): one audio-only connection to an RTSP camera, a cry alert within
+    # seconds. On by default; `make install-schedule` installs it only for a camera that carries audio.
+    listen: bool = True
     # MQTT with Home Assistant discovery (alerts/mqtt.py): off while MQTT_HOST is empty.
     mqtt_host: str = ""
     mqtt_port: int = 1883
@@ -316,6 +339,18 @@ class Settings:
         return self.data_dir / "store-health.json"
 
     @property
+    def listener_heartbeat_path(self) -> Path:
+        return self.data_dir / "listener.json"
+
+    @property
+    def listener_health_path(self) -> Path:
+        return self.data_dir / "listener-health.json"
+
+    @property
+    def listener_lock_path(self) -> Path:
+        return self.data_dir / "listener.lock"
+
+    @property
     def lock_path(self) -> Path:
         return self.data_dir / "monitor.lock"
 
@@ -353,6 +388,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "wake_window": _window,
     "wake_needed": _positive_int,
     "alert_cooldown_s": _positive_int,
+    "confirm_frames": _confirm_frames,
+    "confirm_interval_s": _confirm_interval,
     "telegram_bot_token": _text,
     "telegram_chat_id": _text,
     "telegram_base_url": _text,
@@ -370,6 +407,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "retention_days": _non_negative_int,
     "min_free_mb": _non_negative_int,
     "camera_down_ticks": _non_negative_int,
+    "listen": _bool,
     "mqtt_host": _mqtt_host,
     "mqtt_port": _port,
     "mqtt_username": _text,

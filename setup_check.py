@@ -60,7 +60,7 @@ def check(settings: Settings, crop_of: CropOf, load_cascade: Callable[[Settings]
     if frame is not None:
         lines += [_crop(frame, crop), _models(frame, crop, lambda: load_cascade(settings))]
         lines.append(_cry(settings, frame))
-    lines += [_telegram(settings), _mqtt(settings)]
+    lines += [_telegram(settings), _mqtt(settings), Line(*_listener(settings))]
     lines.append(_opt_in("fallback labeller", settings.fallback_labeller_url, "FALLBACK_LABELLER_URL"))
     lines.append(_opt_in("Baby Buddy", settings.babybuddy_url, "BABYBUDDY_URL"))
     return lines
@@ -246,6 +246,14 @@ def _mqtt(settings: Settings) -> Line:
     except MqttError as exc:
         return Line("FAIL", "MQTT", f"{where}: {exc}")
     return Line("ok", "MQTT", f"{where}: logged in (nothing published)")
+
+
+def _listener(settings: Settings) -> tuple[str, str, str]:
+    """The continuous cry listener's heartbeat (listener/health.py): hearing, silent and why, or off."""
+    from listener import health  # only the check reads it
+
+    status, text = health.describe(settings, time.time())
+    return status, "cry listener", text
 
 
 def _opt_in(part: str, url: str, key: str) -> Line:

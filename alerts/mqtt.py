@@ -10,6 +10,10 @@ broker's acknowledgements and disconnects, all within TIMEOUT_S:
                         Home Assistant discovery: sleep state, eyes, cry probability, loudness, crying,
                         baby present, camera ok; one device, stable unique_ids, values read from the state JSON
 
+The continuous cry listener (listener/) publishes the same state within seconds of a cry episode's start and end
+(`publish_crying`, as client "<node>-listener"), and while it hears the camera, a tick's "crying" is the listener's
+open episode rather than the tick's own 5 s clip (`listener_crying`).
+
 Only these state values leave the machine: never a frame, never audio, never the camera's address. Retained
 messages make a missed tick harmless: the broker keeps the newest state and the next tick replaces it. The
 entities expire (unavailable in Home Assistant) after EXPIRE_TICKS tick intervals without news, so a monitor
@@ -80,15 +84,18 @@ def publish_state(settings: Settings, at: float) -> None:
     try:
         with Store.open(settings.db_path) as store:
             row, outage = store.last_tick(), store.camera_outage()
+            listening = listener_crying(settings, store, at)
     except (StoreError, sqlite3.Error, OSError) as exc:
         log.warning("MQTT: state not published (the next tick tries again): %s", exc)
         return
     if outage.failures and outage.last_ts == at:
         state = camera_down_state(at, since_ts=outage.since_ts, failures=outage.failures)
-    elif row is not None and row.ts == at:
+    elif row is not None and (row.ts == at or (row.confirms is not None and row.ts > at)):  # or its confirmation
         state = row_state(row, cry_threshold(settings))
     else:
         return
+    if listening is not None:  # the continuous listener hears more than the tick's clip: its episode decides
+        state["crying"] = listening
     broker = f"{settings.mqtt_host}:{settings.mqtt_port}"
     try:
         sent = publish(settings, messages(settings, state))
@@ -98,6 +105,55 @@ def publish_state(settings: Settings, at: float) -> None:
     log.info(
         "MQTT: published %s (camera %s), %d retained messages to %s", state["state"], state["camera"], sent, broker
     )
+
+
+def listener_crying(settings: Settings, store: Store, now: float) -> bool | None:
+    """Whether the continuous listener (listener/) hears crying now: a cry episode is open and the listener's
+    heartbeat says it heard the camera within its silence limit. None when no listener hears (off, not installed,
+    silent): then the tick's own clip says whether the baby cries."""
+    if not settings.listen:
+        return None
+    from db.episodes import open_episode
+    from listener import heartbeat
+
+    beat = heartbeat.read(settings.listener_heartbeat_path)
+    if beat is None or beat.silent_since(now) is not None:
+        return None
+    return open_episode(store) is not None
+
+
+def publish_crying(settings: Settings, *, crying: bool, episode, at: float) -> None:
+    """The listener's news (`listener.recorder`): the Crying entity turns on at a cry onset and off at its end,
+    within seconds instead of at the next tick. The state JSON is the newest tick's (or its outage's), with
+    "crying", the episode's peak cry probability and loudness, and "crying_since" (None when it stopped). A broker
+    that is down is one warning line; the next tick publishes the state again anyway."""
+    if not settings.mqtt_enabled:
+        return
+    try:
+        with Store.open(settings.db_path) as store:
+            row, outage = store.last_tick(), store.camera_outage()
+    except (StoreError, sqlite3.Error, OSError) as exc:
+        log.warning("MQTT: crying %s not published: %s", "on" if crying else "off", exc)
+        return
+    if outage.failures and (row is None or (outage.last_ts or 0) > row.ts):
+        state = camera_down_state(outage.last_ts or at, since_ts=outage.since_ts, failures=outage.failures)
+    elif row is not None:
+        state = row_state(row, cry_threshold(settings))
+    else:
+        state = {**camera_down_state(at, since_ts=None, failures=0), "camera": "ok", "camera_down_since": None}
+    state.update(
+        crying=crying,
+        cry_probability=_rounded(episode.peak_probability, 3),
+        dbfs=_rounded(episode.peak_dbfs, 1),
+        crying_since=_iso(episode.start_ts) if crying else None,
+    )
+    broker = f"{settings.mqtt_host}:{settings.mqtt_port}"
+    try:
+        sent = publish(settings, messages(settings, state), client_name="listener")
+    except (MqttError, OSError) as exc:
+        log.warning("MQTT: crying %s not published to %s: %s", "on" if crying else "off", broker, exc)
+        return
+    log.info("MQTT: crying %s, %d retained messages to %s", "on" if crying else "off", sent, broker)
 
 
 def _iso(ts: float) -> str:
@@ -204,8 +260,12 @@ def messages(settings: Settings, state: dict) -> list[tuple[str, str]]:
     return [*configs, (f"{prefix}/status", "online"), (f"{prefix}/state", json.dumps(state))]
 
 
-def publish(settings: Settings, outgoing: list[tuple[str, str]], timeout_s: float = TIMEOUT_S) -> int:
+def publish(
+    settings: Settings, outgoing: list[tuple[str, str]], timeout_s: float = TIMEOUT_S, client_name: str = "monitor"
+) -> int:
     """Connect, publish every message retained with QoS 1, wait for the PUBACKs, disconnect; all within timeout_s.
+    `client_name` names the connection (the tick's "monitor", the listener's "listener"): a broker drops the older of
+    two connections with one client id, and the two may publish in the same second.
 
     Returns how many were acknowledged; raises MqttError (one line, no password) otherwise."""
     import paho.mqtt.client as mqtt  # only when MQTT is configured: nothing opens a socket otherwise
@@ -213,7 +273,7 @@ def publish(settings: Settings, outgoing: list[tuple[str, str]], timeout_s: floa
     deadline = time.monotonic() + timeout_s
     host, port = settings.mqtt_host, settings.mqtt_port
     client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2, client_id=f"{node_id(settings)}-monitor", protocol=mqtt.MQTTv311
+        mqtt.CallbackAPIVersion.VERSION2, client_id=f"{node_id(settings)}-{client_name}", protocol=mqtt.MQTTv311
     )
     client.connect_timeout = timeout_s
     if settings.mqtt_username:

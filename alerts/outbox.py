@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -37,6 +38,11 @@ class Delivery(NamedTuple):
 
     sent: list[Alert]
     failed: int
+
+
+# How long a claim on an alert being sent holds (db AlertQueries.claim): longer than a send can take (the Bot API's
+# 20 s timeout, a photo upload), so only a process that died mid-send loses it.
+CLAIM_LEASE_S = 120.0
 
 
 def deliver_pending(
@@ -63,6 +69,9 @@ def deliver_pending(
     sent: list[Alert] = []
     failed = 0
     for alert in store.pending_alerts():
+        if not store.claim(alert.id, time.time(), CLAIM_LEASE_S):
+            log.info("alert #%s (%s) is being sent by another process (the listener, a tick)", alert.id, alert.kind)
+            continue
         outgoing, photo = _prepare(alert, data_dir, now=now, log=log, camera_name=camera_name)
         try:
             notifier.send(outgoing, photo)

@@ -56,6 +56,14 @@ def wake_condition(classified: Sequence[TickRow], *, window: int, needed: int) -
     return sum(is_awake(row) for row in classified[-window:]) >= needed
 
 
+def awaiting_confirmation(classified: Sequence[TickRow], *, window: int, needed: int) -> bool:
+    """Whether a waking is worth confirming now: the newest classified row (oldest first, the newest LAST) has its
+    eyes open but the wake rule does not hold yet. One more awake frame 15 s later then makes the rule hold, instead
+    of one to two ticks (4-8 minutes) later."""
+    rows = [row for row in classified if not row.unchanged]
+    return bool(rows) and is_awake(rows[-1]) and not wake_condition(rows, window=window, needed=needed)
+
+
 def wake_alert(
     recent: list[TickRow],
     *,

@@ -20,6 +20,7 @@ from dashboard.labels import LabelError, effective_state, label_json, parse_corr
 from dashboard.metrics import model_metrics
 from dashboard.sessions import sleep_sessions
 from db import jsonl
+from db.episodes import CryEpisode, episodes_between
 from db.store import (
     DISAGREEMENT_BOOST,
     MAX_UNCONFIRMED,
@@ -110,6 +111,18 @@ def freshness(newest: TickRow | None, interval_s: int, now: float) -> dict:
         "tick_interval_s": interval_s,
         "clock_skew_s": skew,
         "stale": age is None or age > 2 * interval_s or skew > 0,
+    }
+
+
+def episode_json(episode: CryEpisode) -> dict:
+    """A cry episode for the timeline: `end_ts` null while the baby is still crying."""
+    return {
+        "start_ts": episode.start_ts,
+        "end_ts": episode.end_ts,
+        "last_ts": episode.last_ts,
+        "peak_probability": episode.peak_probability,
+        "peak_dbfs": episode.peak_dbfs,
+        "alerted": episode.alert_id is not None,
     }
 
 
@@ -209,6 +222,7 @@ def register_api(app: Flask, settings: Settings, open_store: Callable[[], Store]
                 start = max(start, rows[0]["ts"] - interval / 2)
             labels = db.human_labels_between(start, end)
             alerts = db.alerts_between(start, end)
+            crying = episodes_between(db, start, end)  # the cry listener's episodes: when crying started, stopped
         for row in rows:
             label = labels.get(row["id"])
             row["human"] = label_json(label)
@@ -223,6 +237,7 @@ def register_api(app: Flask, settings: Settings, open_store: Callable[[], Store]
             ticks=rows,
             alerts=[alert_json(a) for a in alerts],
             sessions=[s.to_json() for s in sessions],
+            cry_episodes=[episode_json(e) for e in crying],
             cry_threshold=cry_threshold,
         )
 

@@ -43,9 +43,24 @@ class AlertQueries(Connection):
         ).fetchone()
         return r[0] if r else None
 
+    def claim(self, alert_id: int, now: float, lease_s: float) -> bool:
+        """Mark a pending alert as being sent by this process; False when another process (the tick, the cry
+        listener) is sending it now, or it was sent meanwhile. A claim older than `lease_s` (its process died
+        mid-send) is taken over. `now` is the wall clock: claims are compared between processes."""
+        with self._write() as conn:
+            claimed = conn.execute(
+                "UPDATE outbox SET sending_ts = ? WHERE id = ? AND sent_ts IS NULL "
+                "AND (sending_ts IS NULL OR sending_ts < ?)",
+                (now, alert_id, now - lease_s),
+            )
+            return claimed.rowcount == 1
+
     def mark_sent(self, alert_id: int, sent_ts: float) -> None:
         with self._write() as conn:
-            conn.execute("UPDATE outbox SET sent_ts = ?, attempts = attempts + 1 WHERE id = ?", (sent_ts, alert_id))
+            conn.execute(
+                "UPDATE outbox SET sent_ts = ?, attempts = attempts + 1, sending_ts = NULL WHERE id = ?",
+                (sent_ts, alert_id),
+            )
 
     def alerts_of_tick(self, tick_id: int) -> list[Alert]:
         """The alerts a tick raised (for its backup line)."""
@@ -66,7 +81,8 @@ class AlertQueries(Connection):
         """A failed try; `maybe_sent`: the answer was lost after the alert went out, so it may have arrived."""
         with self._write() as conn:
             conn.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, unconfirmed = unconfirmed + ? WHERE id = ?",
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, unconfirmed = unconfirmed + ?, "
+                "sending_ts = NULL WHERE id = ?",
                 (error, int(maybe_sent), alert_id),
             )
 

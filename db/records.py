@@ -36,6 +36,8 @@ class TickRow:
     audio_path: str | None = None  # .wav beside the JPEG, relative to the data dir; only with KEEP_AUDIO
     # When retention (retention.py, migration 4) deleted the JPEG/.wav; the paths above stay as history.
     media_pruned_ts: float | None = None
+    # A confirmation frame (migration 10): the id of the awake tick it confirms, grabbed by that same tick.
+    confirms: int | None = None
 
     @property
     def media_pruned(self) -> bool:

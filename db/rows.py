@@ -13,7 +13,7 @@ from db.records import Alert, Correction, TeacherLabel, TickRow
 TICK_COLUMNS = (
     "ts, source, unchanged, diff_score, night, state, presence_label, presence_conf, "
     "face_x1, face_y1, face_x2, face_y2, face_conf, eyes_label, eyes_conf, jpeg_path, model_version, duration_ms, "
-    "cry_probability, dbfs, audio_s, audio_path, media_pruned_ts"
+    "cry_probability, dbfs, audio_s, audio_path, media_pruned_ts, confirms"
 )
 # Tries whose answer was lost after sending before an alert stops being sent: the first one is resent once, saying it
 # may be a repeat; after the second it stays "possibly delivered" (alerts/outbox.py).
@@ -44,6 +44,7 @@ def tick_params(row: TickRow) -> tuple:
         row.audio_s,
         row.audio_path,
         row.media_pruned_ts,
+        row.confirms,
     )
 
 
@@ -71,6 +72,7 @@ def tick_from_sql(r: sqlite3.Row) -> TickRow:
         audio_s=r["audio_s"],
         audio_path=r["audio_path"],
         media_pruned_ts=r["media_pruned_ts"],
+        confirms=r["confirms"],
     )
 
 

@@ -147,6 +147,36 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE outbox ADD COLUMN unconfirmed INTEGER NOT NULL DEFAULT 0;  -- tries that may have arrived, unconfirmed
     """,
+    # 10: confirmation frames, and the outbox's claim.
+    # A tick whose frame shows eyes open while the wake rule does not hold yet grabs up to
+    # CONFIRM_FRAMES more frames CONFIRM_INTERVAL_S apart and stores them as ticks of their own; `confirms` is the id
+    # of the awake tick they confirm (NULL for a timer's tick), so the timeline, backtest and corrections see them.
+    # Also the outbox's claim: the tick and the cry listener both deliver, so a process marks an alert as being sent
+    # (`sending_ts`) before sending it and the other leaves it alone; a claim older than a lease is a process that
+    # died mid-send, and the alert is sent again.
+    """
+    ALTER TABLE ticks ADD COLUMN confirms INTEGER;  -- a confirmation frame: the awake tick it confirms
+    ALTER TABLE outbox ADD COLUMN sending_ts REAL;  -- a process is sending it since (wall clock); NULL: nobody
+    """,
+    # 11: the continuous cry listener (listener/, db/episodes.py). One row per cry episode it heard: when the crying
+    # started and stopped, how sure and how loud it got, and the cry alert it raised (in the same transaction as the
+    # outbox row; NULL when a cooldown kept it quiet). `end_ts` stays NULL while the episode goes on; `last_ts` is
+    # the newest cry-like second, so an episode left open by a killed listener is closed there by the next one.
+    """
+    CREATE TABLE cry_episodes (
+        id                INTEGER PRIMARY KEY,
+        start_ts          REAL    NOT NULL,        -- unix seconds: the first cry-like window of the onset
+        onset_ts          REAL    NOT NULL,        -- when the rule said "crying" (the alert's moment)
+        last_ts           REAL    NOT NULL,        -- the newest cry-like window so far
+        end_ts            REAL,                    -- when the episode was over; NULL while it goes on
+        peak_probability  REAL    NOT NULL,        -- 0-1, the highest window cry probability
+        peak_dbfs         REAL    NOT NULL,        -- the loudest window, dB re full scale
+        background_dbfs   REAL,                    -- the room's level at the onset (NULL: too little history)
+        alert_id          INTEGER REFERENCES outbox (id)
+    );
+    CREATE INDEX cry_episodes_start ON cry_episodes (start_ts);
+    CREATE INDEX cry_episodes_open ON cry_episodes (id) WHERE end_ts IS NULL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -130,7 +130,7 @@ class TickQueries(Connection):
         ).fetchall()
         points = []
         for (tid, ts, source, unchanged, diff, night, state, p_label, p_conf, x1, y1, x2, y2, f_conf, e_label, e_conf,
-             jpeg, version, duration, cry, level, audio_s, audio_path, pruned) in rows:  # fmt: skip
+             jpeg, version, duration, cry, level, audio_s, audio_path, pruned, confirms) in rows:  # fmt: skip
             points.append(
                 {
                     "id": tid,
@@ -154,6 +154,7 @@ class TickQueries(Connection):
                     "audio_s": audio_s,
                     "audio_path": audio_path,
                     "media_pruned_ts": pruned,
+                    "confirms": confirms,
                 }
             )
         return points

@@ -2,11 +2,14 @@
 # Install BILBO's launchd agents on macOS (no root needed):
 #   com.bilbo.monitor     one monitoring tick every few minutes (and at login)
 #   com.bilbo.dashboard   the dashboard on http://127.0.0.1:5555, kept running
+#   com.bilbo.listen      the cry listener, kept running, when the camera carries audio
 #
-# Usage: launchd/install.sh [--dest DIR] [--no-load] [--interval MINUTES] [--camera NAME [--config FILE]]
+# Usage: launchd/install.sh [--dest DIR] [--no-load] [--interval MINUTES] [--listen auto|yes|no]
+#                           [--camera NAME [--config FILE]]
 #   --dest DIR          write the plists there (default: ~/Library/LaunchAgents)
 #   --no-load           only write the files; do not (re)load them into launchd
 #   --interval MINUTES  minutes between ticks (default 4)
+#   --listen WHEN       the cry listener: auto (default: when LISTEN is on and the camera carries audio), yes, no
 #   --camera NAME       one more camera (twins): agents com.bilbo.monitor.NAME and com.bilbo.dashboard.NAME
 #   --config FILE       that camera's settings (default: .env.NAME in the checkout)
 #
@@ -15,7 +18,7 @@
 set -euo pipefail
 
 usage() {
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 die() {
@@ -30,6 +33,7 @@ python="${repo}/.venv/bin/python"
 dest="${HOME}/Library/LaunchAgents"
 load=1
 interval=4
+listen=auto
 camera=""
 config=""
 
@@ -57,6 +61,15 @@ while [ "$#" -gt 0 ]; do
             interval="${1#--interval=}"
             shift
             ;;
+        --listen)
+            [ "$#" -ge 2 ] || die "--listen needs auto, yes or no"
+            listen="$2"
+            shift 2
+            ;;
+        --listen=*)
+            listen="${1#--listen=}"
+            shift
+            ;;
         --camera)
             [ "$#" -ge 2 ] || die "--camera needs a name"
             camera="$2"
@@ -80,6 +93,10 @@ done
 
 case "${interval}" in
     '' | *[!0-9]* | 0*) die "--interval must be a whole number of minutes, 1 or more (got '${interval}')" ;;
+esac
+case "${listen}" in
+    auto | yes | no) ;;
+    *) die "--listen must be auto, yes or no (got '${listen}')" ;;
 esac
 
 if [ ! -x "${python}" ]; then
@@ -110,8 +127,8 @@ text = open(src, encoding="utf-8").read()
 text = text.replace("@REPO@", escape(repo)).replace("@PYTHON@", escape(python))
 text = text.replace("127.0.0.1:5555", f"127.0.0.1:{port}")
 if camera:  # this camera's own labels and logs, and its own settings file
-    text = re.sub(r"com\.bilbo\.(monitor|dashboard)\b", rf"com.bilbo.\1.{camera}", text)
-    text = re.sub(r"data/logs/(monitor|dashboard)", rf"data/logs/\1-{camera}", text)
+    text = re.sub(r"com\.bilbo\.(monitor|dashboard|listen)\b", rf"com.bilbo.\1.{camera}", text)
+    text = re.sub(r"data/logs/(monitor|dashboard|listen)", rf"data/logs/\1-{camera}", text)
     arguments = f"<string>--config</string>\n        <string>{escape(config)}</string>\n    </array>"
     text = text.replace("</array>", arguments, 1)
 text = re.sub(
@@ -135,7 +152,26 @@ PY
 
 uid="$(id -u)"
 suffix="${camera:+.${camera}}"
-for template in com.bilbo.monitor com.bilbo.dashboard; do
+# The cry listener runs beside the tick when the camera carries audio (python -m listener --probe asks it) and LISTEN
+# is on; otherwise an old copy of its agent is unloaded and removed.
+if [ "${listen}" = auto ]; then
+    if (cd "${repo}" && "${python}" -m listener --probe ${config:+--config "${config}"}); then listen=yes; else listen=no; fi
+fi
+templates=(com.bilbo.monitor com.bilbo.dashboard)
+if [ "${listen}" = yes ]; then
+    templates+=(com.bilbo.listen)
+else
+    if [ -e "${dest}/com.bilbo.listen${suffix}.plist" ]; then
+        if [ "${load}" -eq 1 ]; then
+            launchctl bootout "gui/${uid}" "${dest}/com.bilbo.listen${suffix}.plist" 2>/dev/null || true
+        fi
+        rm -f "${dest}/com.bilbo.listen${suffix}.plist"
+        echo "removed ${dest}/com.bilbo.listen${suffix}.plist (no cry listener for this camera)"
+    fi
+    # The tick stops expecting a listener's heartbeat.
+    (cd "${repo}" && "${python}" -m listener --forget ${config:+--config "${config}"}) || true
+fi
+for template in "${templates[@]}"; do
     label="${template}${suffix}"
     plist="${dest}/${label}.plist"
     fill "${here}/${template}.plist" "${plist}"
@@ -162,6 +198,9 @@ else
     echo "Agents written but not loaded (--no-load). To load them:"
     echo "  launchctl bootstrap gui/${uid} ${dest}/com.bilbo.monitor${suffix}.plist"
     echo "  launchctl bootstrap gui/${uid} ${dest}/com.bilbo.dashboard${suffix}.plist"
+    if [ "${listen}" = yes ]; then
+        echo "  launchctl bootstrap gui/${uid} ${dest}/com.bilbo.listen${suffix}.plist"
+    fi
 fi
 
 log="monitor${camera:+-${camera}}"

@@ -128,8 +128,11 @@ def check_not_frozen(frame: CapturedFrame, score: float | None, store: Store, no
         )
 
 
-def classify(settings: Settings, frame: CapturedFrame, store: Store, at: datetime, models: LazyCascade) -> TickRow:
-    """Build the tick's row: reuse the last result when the frame is unchanged, else run the cascade."""
+def classify(
+    settings: Settings, frame: CapturedFrame, store: Store, at: datetime, models: LazyCascade, *, force: bool = False
+) -> TickRow:
+    """Build the tick's row: reuse the last result when the frame is unchanged, else run the cascade. `force`: run it
+    anyway (a confirmation frame: eyes opening 15 s on may change a few pixels, and a copy confirms nothing)."""
     started = time.perf_counter()
     reference = _read_reference(settings, store)
     crop = bassinet_crop(settings)
@@ -138,7 +141,8 @@ def classify(settings: Settings, frame: CapturedFrame, store: Store, at: datetim
     check_not_frozen(frame, score, store, at.timestamp())
     previous = store.last_classified()
     unchanged = (
-        score is not None
+        not force
+        and score is not None
         and score < settings.diff_threshold
         and previous is not None
         and at.timestamp() - previous.ts < MAX_UNCHANGED_S

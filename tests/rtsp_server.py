@@ -59,6 +59,12 @@ def main() -> int:
     parser.add_argument("--path", default="/cam", help="mount point (default /cam)")
     parser.add_argument("--user", help="require RTSP basic auth with this user name")
     parser.add_argument("--password", default="", help="password for --user")
+    parser.add_argument(
+        "--unshared",
+        action="store_true",
+        help="one pipeline per client, as most cameras do (a shared media first set up audio-only, by the cry "
+        "listener, refuses a later client's video)",
+    )
     args = parser.parse_args()
     if args.check:
         missing = missing_elements()
@@ -74,7 +80,7 @@ def main() -> int:
 
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(launch_line(args.jpeg, not args.no_audio, args.audio_wav, args.fps))
-    factory.set_shared(True)
+    factory.set_shared(not args.unshared)
 
     if args.user:
         auth = GstRtspServer.RTSPAuth()

@@ -261,3 +261,28 @@ def test_any_failure_of_a_channel_is_one_failed_attempt_and_the_tick_goes_on(sto
     [still] = store.pending_alerts()
     assert (still.attempts, still.unconfirmed) == (1, 0) and "broken failed: KeyError('result')" in still.last_error
     assert "will retry next tick" in caplog.text
+
+
+def test_an_alert_another_process_is_sending_is_left_to_it_and_sent_once(tmp_path, bot_api):
+    """The tick and the cry listener both deliver the outbox. A process claims an alert before sending it (a second
+    connection plays the other process); the other leaves it alone until the claim is released or, the claimer
+    having died mid-send, its lease runs out. Without the claim the same alert went out twice."""
+    from alerts.outbox import CLAIM_LEASE_S
+
+    db = tmp_path / "bilbo.sqlite3"
+    notifier = TelegramNotifier(bot_api.token, "4242", base_url=bot_api.base_url)
+    with Store.open(db) as tick, Store.open(db) as listener:
+        tick_id = tick.insert_tick(make_row(0, "awake"), [Alert("cry", "Baby is crying", None, 1000.0)])
+        [alert] = tick.alerts_of_tick(tick_id)
+        assert listener.claim(alert.id, time.time(), CLAIM_LEASE_S)  # the listener is sending it right now
+        log = logging.getLogger("test")
+        assert deliver_pending(tick, notifier, tmp_path, now=1001.0, log=log) == Delivery([], 0)
+        assert bot_api.calls("sendMessage") == []
+        assert not tick.claim(alert.id, time.time(), CLAIM_LEASE_S)
+        # The listener died mid-send: once its lease is over, the tick takes the alert over and sends it once.
+        later = time.time() + CLAIM_LEASE_S + 1
+        assert tick.claim(alert.id, later, CLAIM_LEASE_S)
+        tick.mark_failed(alert.id, "test: released")  # a failed try releases the claim; the next delivery sends it
+        sent = deliver_pending(tick, notifier, tmp_path, now=1002.0, log=log)
+        assert [a.id for a in sent.sent] == [alert.id] and len(bot_api.calls("sendMessage")) == 1
+        assert not listener.claim(alert.id, later + 10 * CLAIM_LEASE_S, CLAIM_LEASE_S)  # sent: nobody claims it

@@ -11,6 +11,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -233,3 +234,30 @@ def test_cry_threshold_defaults_to_the_cry_models_manifest(tmp_path):
         store.insert_tick(tick_row(1000.0, None))
     with serving(settings) as base:
         assert call("GET", base + "/api/timeline")[1]["cry_threshold"] == 0.42
+
+
+def test_the_timeline_shows_when_the_listeners_crying_started_and_stopped(tmp_path):
+    """The cry listener's episodes (db/episodes.py) come with the timeline: one ended, one still going on."""
+    from db.episodes import CryEpisode, start_episode, update_episode
+
+    settings = dashboard_settings(tmp_path)
+    with Store.open(settings.db_path) as store:
+        store.insert_tick(tick_row(1000.0, None))
+        ended = start_episode(
+            store,
+            CryEpisode(start_ts=1100.0, onset_ts=1103.0, last_ts=1160.0, peak_probability=0.97, peak_dbfs=-18.0),
+            Alert("cry", "Baby is crying", None, 1103.0),
+        )
+        update_episode(store, replace(ended, end_ts=1190.0))
+        going_on = CryEpisode(start_ts=1300.0, onset_ts=1302.0, last_ts=1310.0, peak_probability=0.9, peak_dbfs=-25.0)
+        start_episode(store, going_on, None)
+        store.insert_tick(tick_row(1400.0, None))
+    with serving(settings) as base:
+        status, data, _ = call("GET", base + "/api/timeline?start=900&end=1500")
+    assert status == 200
+    assert data["cry_episodes"] == [
+        {"start_ts": 1100.0, "end_ts": 1190.0, "last_ts": 1160.0, "peak_probability": 0.97, "peak_dbfs": -18.0,
+         "alerted": True},
+        {"start_ts": 1300.0, "end_ts": None, "last_ts": 1310.0, "peak_probability": 0.9, "peak_dbfs": -25.0,
+         "alerted": False},
+    ]  # fmt: skip

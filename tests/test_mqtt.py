@@ -249,14 +249,14 @@ def test_retained_state_is_the_newest_stored_row(tmp_path, broker):
     for hhmm in ("01:56", "02:00"):  # the sample night: eyes closed at 01:56, open at 02:00
         result = tick(tmp_path, hhmm, **mq.env())
         assert result.returncode == 0, result.stderr
-    first, newest = rows(tmp_path)
-    assert (first.state, newest.state) == ("asleep", "awake")
+    first, awake, newest = rows(tmp_path)  # 02:00 took a confirmation frame 15 s later: the newest row
+    assert (first.state, awake.state, newest.state) == ("asleep", "awake", "awake") and newest.confirms == awake.id
 
     state = retained(mq, "bilbo/state", expect=1)["bilbo/state"]
     assert state.retain
     published = state.json()
     assert published["tick_id"] == newest.id
-    assert datetime.fromisoformat(published["ts"]).timestamp() == newest.ts == ts("02:00")
+    assert datetime.fromisoformat(published["ts"]).timestamp() == newest.ts == ts("02:00") + 15
     assert (published["state"], published["eyes"], published["present"]) == ("awake", newest.eyes_label, True)
     assert published["presence_conf"] == pytest.approx(newest.presence_conf, abs=1e-3)
     assert published["eyes_conf"] == pytest.approx(newest.eyes_conf, abs=1e-3)

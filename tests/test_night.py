@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import pytest
 
@@ -29,27 +29,40 @@ def hhmm(ts: float) -> str:
     return datetime.fromtimestamp(ts).strftime("%H:%M")
 
 
-def test_every_tick_of_the_night_is_recorded(night):
+def test_every_tick_of_the_night_is_recorded_and_each_waking_is_confirmed_within_the_tick(night):
+    """The timer's ticks, plus the confirmation frames an awake frame takes (CONFIRM_INTERVAL_S apart), each marked
+    with the tick it confirms."""
     rows, _, settings = night
     expected = monitor.night_times(NIGHT, settings.tick_interval_s)
-    assert [r.ts for r in rows] == [t.timestamp() for t in expected]
+    timer = [r for r in rows if r.confirms is None]
+    assert [r.ts for r in timer] == [t.timestamp() for t in expected]
+    confirming = [r for r in rows if r.confirms is not None]
+    assert confirming  # three wakings
+    by_id = {r.id: r for r in rows}
+    for row in confirming:
+        first = by_id[row.confirms]
+        assert first.state == "awake" and first.confirms is None and not row.unchanged
+        assert row.ts - first.ts in {settings.confirm_interval_s * n for n in range(1, settings.confirm_frames + 1)}
 
 
-def expected_alert_ticks(times: list[datetime]) -> list[str]:
-    """From ground truth: the second awake tick of each stretch of awake ticks (2 of the last 3)."""
+def expected_alert_times(times: list[datetime], confirm_s: float) -> list[str]:
+    """From ground truth: each stretch of awake ticks alerts on its first awake tick's confirmation frame, one
+    CONFIRM_INTERVAL_S later (the rule's 2 of the last 3 then hold), not a whole tick later."""
     expected, run = [], 0
     for at in times:
         run = run + 1 if frame_at(at)[1].awake else 0
-        if run == 2:
-            expected.append(at.strftime("%H:%M"))
+        if run == 1:
+            confirm = at + timedelta(seconds=confirm_s)
+            assert frame_at(confirm)[1].awake  # the sample baby stays awake for minutes
+            expected.append(confirm.strftime("%H:%M:%S"))
     return expected
 
 
-def test_wake_alert_fires_once_per_wake_episode_on_its_second_awake_frame(night):
+def test_wake_alert_fires_once_per_wake_episode_on_the_frame_confirming_its_first_awake_tick(night):
     _, alerts, settings = night
-    expected = expected_alert_ticks(monitor.night_times(NIGHT, settings.tick_interval_s))
+    expected = expected_alert_times(monitor.night_times(NIGHT, settings.tick_interval_s), settings.confirm_interval_s)
     assert len(expected) == 3  # put down awake at 19:30, the 02:00 wake-up, the morning wake-up at 06:00
-    assert [hhmm(a.created_ts) for a in alerts] == expected
+    assert [datetime.fromtimestamp(a.created_ts).strftime("%H:%M:%S") for a in alerts] == expected
     assert all(a.photo_path and a.tick_id for a in alerts)
 
 

@@ -432,7 +432,7 @@ def test_a_tick_with_the_default_30_days_keeps_a_week_old_frame(tmp_path):
 
 
 def test_a_tick_short_of_disk_space_prunes_what_it_may_and_warns_once(tmp_path):
-    assert tick_at(tmp_path, "2026-11-21T02:00:00").returncode == 0
+    assert tick_at(tmp_path, "2026-11-21T01:00:00").returncode == 0
     result = tick_at(tmp_path, "2026-11-21T03:00:00", BILBO_RETENTION_DAYS="0", BILBO_MIN_FREE_MB=str(10**9))
     assert result.returncode == 0, result.stderr
     first, second = rows(tmp_path)

@@ -317,3 +317,99 @@ def test_launchd_install_for_a_second_camera_writes_its_own_agents_and_logs(tmp_
     dashboard = load_plist(dest / "com.bilbo.dashboard.ada.plist")
     assert dashboard["ProgramArguments"] == [str(PYTHON), "-m", "dashboard", "--config", str(config)]
     assert "http://127.0.0.1:5556" in (dest / "com.bilbo.dashboard.ada.plist").read_text()
+
+
+# --- the cry listener (issue 16): a service beside the timer, when the camera carries audio -----------
+
+
+def camera_config(tmp_path: Path, url: str, file: str = ".env.ada", **extra: str) -> Path:
+    """A second camera's settings file with an RTSP camera (the installer asks it whether it carries audio)."""
+    config = twin_config(tmp_path, file=file)
+    config.write_text(config.read_text().replace("CAMERA_URL=sample", f"CAMERA_URL={url}") +
+                      "".join(f"{key}={value}\n" for key, value in extra.items()))  # fmt: skip
+    return config
+
+
+def test_systemd_listen_unit_restarts_always_and_verifies(tmp_path, systemd_analyze):
+    dest = install_systemd(tmp_path / "units", "--listen", "yes")
+    assert sorted(p.name for p in dest.iterdir()) == sorted([*UNITS, "bilbo-listen.service"])
+    unit = unit_settings(dest / "bilbo-listen.service")
+    assert not PLACEHOLDER.findall((dest / "bilbo-listen.service").read_text())
+    assert one(unit, "Service", "Type") == "simple"
+    assert one(unit, "Service", "ExecStart") == f'"{PYTHON}" -m listener'
+    assert one(unit, "Service", "WorkingDirectory") == str(REPO)
+    assert one(unit, "Service", "Restart") == "always"
+    assert int(one(unit, "Service", "RestartSec")) >= 5, "a listener that dies at once must not spin"
+    assert one(unit, "Service", "RestartPreventExitStatus") == "0", "LISTEN=0 exits 0 and stays stopped"
+    assert one(unit, "Install", "WantedBy") == "default.target"
+    rc, problems, stderr = verify(systemd_analyze, sorted(dest.iterdir()), tmp_path / "runtime")
+    assert (rc, problems) == (0, []), stderr
+
+
+@pytest.mark.rtsp
+def test_systemd_installs_the_listener_only_for_a_camera_that_carries_audio(tmp_path, rtsp_server, systemd_analyze):
+    dest = tmp_path / "units"
+    with_audio = camera_config(tmp_path, rtsp_server())
+    proc = run(["bash", SYSTEMD_INSTALL, "--dest", dest, "--no-enable", "--camera", "ada", "--config", with_audio])
+    assert proc.returncode == 0, proc.stderr
+    assert "on: the camera carries audio" in proc.stdout
+    unit = unit_settings(dest / "bilbo-listen-ada.service")
+    assert one(unit, "Service", "ExecStart") == f'"{PYTHON}" -m listener --config "{with_audio}"'
+    assert one(unit, "Service", "SyslogIdentifier") == "bilbo-listen-ada"
+    rc, problems, stderr = verify(systemd_analyze, sorted(dest.iterdir()), tmp_path / "runtime")
+    assert (rc, problems) == (0, []), stderr
+
+    beat = tmp_path / "data-ada" / "listener.json"  # the installed listener's heartbeat
+    for config, said in (
+        (camera_config(tmp_path, rtsp_server(audio=False), file="mute.env"), "carries no audio track"),
+        (camera_config(tmp_path, rtsp_server(), file="off.env", LISTEN="0"), "LISTEN=0"),
+    ):
+        beat.parent.mkdir(exist_ok=True)
+        beat.write_text("{}")
+        proc = run(["bash", SYSTEMD_INSTALL, "--dest", dest, "--no-enable", "--camera", "ada", "--config", config])
+        assert proc.returncode == 0 and said in proc.stdout, proc.stdout + proc.stderr
+        assert not (dest / "bilbo-listen-ada.service").exists(), "an installed listener is removed"
+        assert not beat.exists(), "the tick stops expecting its heartbeat"
+        assert (dest / "bilbo-monitor-ada.timer").exists()
+
+
+def test_the_sample_camera_gets_no_listener(tmp_path):
+    dest = install_systemd(tmp_path / "units")
+    assert not (dest / "bilbo-listen.service").exists()
+    agents = install_launchd(tmp_path / "agents")
+    assert not (agents / "com.bilbo.listen.plist").exists()
+
+
+@pytest.mark.parametrize("script", [SYSTEMD_INSTALL, LAUNCHD_INSTALL], ids=["systemd", "launchd"])
+def test_installers_reject_a_bad_listen_choice(tmp_path, script):
+    flag = "--no-enable" if script == SYSTEMD_INSTALL else "--no-load"
+    proc = run(["bash", script, "--dest", tmp_path / "dest", flag, "--listen", "maybe"])
+    assert proc.returncode != 0 and "--listen" in proc.stderr
+    assert not (tmp_path / "dest").exists()
+
+
+def test_launchd_listen_agent_is_kept_alive_and_named_per_camera(tmp_path):
+    dest = install_launchd(tmp_path / "agents", "--listen", "yes")
+    agent = load_plist(dest / "com.bilbo.listen.plist")
+    assert agent["Label"] == "com.bilbo.listen"
+    assert agent["ProgramArguments"] == [str(PYTHON), "-m", "listener"]
+    assert agent["WorkingDirectory"] == str(REPO)
+    assert agent["RunAtLoad"] is True
+    assert agent["KeepAlive"] == {"SuccessfulExit": False}, "restarted whenever it dies; LISTEN=0 exits 0 and stays"
+    assert agent["ThrottleInterval"] >= 5
+    assert Path(agent["StandardErrorPath"]) == REPO / "data" / "logs" / "listen.err.log"
+
+    config = twin_config(tmp_path)
+    named = install_launchd(tmp_path / "named", "--listen", "yes", "--camera", "ada", "--config", str(config))
+    agent = load_plist(named / "com.bilbo.listen.ada.plist")
+    assert agent["Label"] == "com.bilbo.listen.ada"
+    assert agent["ProgramArguments"] == [str(PYTHON), "-m", "listener", "--config", str(config)]
+    assert Path(agent["StandardErrorPath"]).name == "listen-ada.err.log"
+
+
+@pytest.mark.parametrize(("value", "expected"), [("0", "--listen no"), ("1", "--listen yes"), ("", "")])
+def test_make_install_schedule_passes_listen_on(value, expected):
+    proc = run(["make", "-n", "install-schedule", f"LISTEN={value}"], cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    line = next(line for line in proc.stdout.splitlines() if "systemd/install.sh" in line)
+    assert line.split("install.sh", 1)[1].split(";")[0].strip() == expected

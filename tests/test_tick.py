@@ -112,18 +112,18 @@ def test_unusable_data_dir_is_a_clear_error(tmp_path):
 
 
 def test_locked_database_loses_nothing_and_the_next_tick_recovers(tmp_path):
-    assert sample_tick(tmp_path, "01:52").returncode == 0
+    assert sample_tick(tmp_path, "01:44").returncode == 0
     blocker = sqlite3.connect(tmp_path / "bilbo.sqlite3", isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
     try:
-        failed = sample_tick(tmp_path, "02:00")
+        failed = sample_tick(tmp_path, "01:48")
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
     assert failed.returncode == 1
     assert "busy" in failed.stderr or "locked" in failed.stderr
     assert len(rows(tmp_path)) == 1 and len(frame_files(tmp_path)) == 1  # no orphan JPEG
-    assert sample_tick(tmp_path, "02:04").returncode == 0
+    assert sample_tick(tmp_path, "01:52").returncode == 0
     assert len(rows(tmp_path)) == 2
 
 

@@ -108,9 +108,8 @@ def test_wake_alert_reaches_telegram_and_survives_an_outage(tmp_path, bot_api):
         "BILBO_TELEGRAM_BASE_URL": bot_api.base_url,
     }
     bot_api.fail(500)
-    for hhmm in ("01:56", "02:00"):
-        assert sample_tick(tmp_path, hhmm, **telegram).returncode == 0
-    waking = sample_tick(tmp_path, "02:04", **telegram)
+    assert sample_tick(tmp_path, "01:56", **telegram).returncode == 0
+    waking = sample_tick(tmp_path, "02:00", **telegram)  # eyes open, confirmed 15 s on by the same tick: the alert
     assert waking.returncode == 0, waking.stderr
     assert "not sent, will retry" in waking.stderr
     assert bot_api.calls("sendPhoto") == [] or all(r.photo is None for r in bot_api.calls("sendPhoto"))
@@ -128,9 +127,9 @@ def test_wake_alert_reaches_telegram_and_survives_an_outage(tmp_path, bot_api):
     )
     assert down.returncode == 1
     [sent] = bot_api.calls("sendPhoto")
-    [wake_row] = [r for r in rows(tmp_path) if r.ts == datetime(2026, 11, 21, 2, 4).timestamp()]
-    assert sent.chat_id == "4242"
-    assert "waking" in sent.caption and "02:04" in sent.caption
+    [wake_row] = [r for r in rows(tmp_path) if r.ts == datetime(2026, 11, 21, 2, 0, 15).timestamp()]
+    assert sent.chat_id == "4242" and wake_row.confirms is not None
+    assert "waking" in sent.caption and "02:00" in sent.caption
     assert sent.photo == (tmp_path / wake_row.jpeg_path).read_bytes()
     assert len(frame_files(tmp_path)) == 3
 
