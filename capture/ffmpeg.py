@@ -234,19 +234,27 @@ def refused_redirect(url: str, stderr: str) -> str | None:
     return None
 
 
+def start_ffmpeg(cmd: list[str]) -> tuple[subprocess.Popen, bytes | None]:
+    """Start `cmd` with its URL concealed (`concealed`), in its own process group (so a timeout kills ffmpeg and
+    whatever it spawned), stdout and stderr piped -> (the process, the script to write to its stdin, or None).
+    Raises OSError when the binary cannot run. The tick's grab and the cry listener's stream both start here."""
+    argv, script = concealed(cmd)
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL if script is None else subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    return proc, script
+
+
 def run_ffmpeg(cmd: list[str], *, timeout_s: float, what: str, keep_partial: bool = False) -> tuple[int, bytes, str]:
     """Run ffmpeg (`concealed`: the URL on stdin) in its own process group -> (exit code, stdout, stderr). At
     `timeout_s` the whole group is killed and CaptureError raised, so nothing ever hangs; with `keep_partial` the
     output read so far is returned instead, with exit code -9 (the frame may be complete while the audio stalled)."""
-    argv, script = concealed(cmd)
     try:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL if script is None else subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
+        proc, script = start_ffmpeg(cmd)
     except OSError as exc:
         raise CaptureError(f"ffmpeg not found or not executable at {cmd[0]}: {exc.strerror}") from exc
     try:

@@ -28,12 +28,12 @@ import numpy as np
 from capture.audio import pcm16_to_float
 from capture.ffmpeg import (
     CaptureError,
-    concealed,
     error_lines,
     explain_ffmpeg_failure,
     refused_redirect,
     rtsp_input_args,
     run_ffmpeg,
+    start_ffmpeg,
 )
 from redaction import redact_text, redact_url, url_secrets
 
@@ -99,15 +99,8 @@ class AudioStream:
         return f"camera {redact_url(self.url)}"
 
     def open(self) -> AudioStream:
-        argv, script = concealed(self._cmd)
         try:
-            self._proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL if script is None else subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-            )
+            self._proc, script = start_ffmpeg(self._cmd)
         except OSError as exc:
             raise StreamError(f"ffmpeg cannot run at {self._cmd[0]}: {exc.strerror}") from None
         if script is not None:

@@ -14,6 +14,7 @@ import pytest
 
 from db.store import Store
 from tests.test_dashboard import csrf_of, dashboard_settings, serving, tick_row
+from tests.test_dashboard_security import app_with_tick  # noqa: F401 - a fixture
 
 BEYOND_INT64 = 2**63  # SQLite integers are 64-bit signed: Python's sqlite3 raises OverflowError from here on
 
@@ -44,14 +45,9 @@ def raw_call(method: str, url: str, body: bytes | None = None, headers: dict | N
 
 
 @pytest.fixture
-def dashboard(tmp_path):
-    settings = dashboard_settings(tmp_path)
-    (tmp_path / "frames").mkdir()
-    (tmp_path / "frames" / "a.jpg").write_bytes(b"\xff\xd8jpeg\xff\xd9")
-    with Store.open(settings.db_path) as store:
-        tick_id = store.insert_tick(tick_row(1000.0, "frames/a.jpg"))
-    with serving(settings) as base:
-        yield base, tick_id, settings
+def dashboard(app_with_tick):  # noqa: F811 - the imported fixture
+    """The live dashboard with one tick (test_dashboard_security's): (base URL, tick id, settings)."""
+    return app_with_tick
 
 
 def corrections(settings) -> list:
