@@ -13,7 +13,10 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 
+from db import jsonl
+from db.rows import import_alert
 from db.store import Alert, Store, StoreError
 
 _COLUMNS = "id, start_ts, onset_ts, last_ts, end_ts, peak_probability, peak_dbfs, background_dbfs, alert_id"
@@ -67,10 +70,11 @@ def _queue(conn: sqlite3.Connection, alert: Alert) -> int:
     ).lastrowid
 
 
-def start_episode(store: Store, episode: CryEpisode, alert: Alert | None) -> CryEpisode:
+def start_episode(store: Store, episode: CryEpisode, alert: Alert | None, backup: Path | None = None) -> CryEpisode:
     """Store a new episode and the alert its onset raised (if any) in one transaction; returns it with its ids.
     Raises StoreError (nothing written) when the database is locked or cannot be written: the caller keeps the
-    episode and tries again, so a busy database delays an alert but never drops it."""
+    episode and tries again, so a busy database delays an alert but never drops it. `backup` (ticks.jsonl): its
+    backup line waits in the same transaction (`jsonl.write` appends it), so a rebuilt database has it too."""
     with _write(store) as conn:
         alert_id = _queue(conn, alert) if alert is not None else None
         episode_id = conn.execute(
@@ -78,24 +82,53 @@ def start_episode(store: Store, episode: CryEpisode, alert: Alert | None) -> Cry
             (None, episode.start_ts, episode.onset_ts, episode.last_ts, episode.end_ts, episode.peak_probability,
              episode.peak_dbfs, episode.background_dbfs, alert_id),
         ).lastrowid  # fmt: skip
-    return replace(episode, id=episode_id, alert_id=alert_id)
+        stored = replace(episode, id=episode_id, alert_id=alert_id)
+        if backup is not None:
+            queued = None if alert is None else replace(alert, id=alert_id)
+            jsonl.queue(store, backup, [jsonl.cry_episode_record(stored, queued)])
+    return stored
 
 
-def update_episode(store: Store, episode: CryEpisode) -> None:
-    """Write an episode's progress (newest cry-like second, peaks) or its end; the row must exist."""
+def update_episode(store: Store, episode: CryEpisode, backup: Path | None = None) -> None:
+    """Write an episode's progress (newest cry-like second, peaks) or its end; the row must exist. Its end (not its
+    progress, a line a second) is backed up to `backup` in the same transaction."""
     with _write(store) as conn:
         conn.execute(
             "UPDATE cry_episodes SET last_ts = ?, end_ts = ?, peak_probability = ?, peak_dbfs = ? WHERE id = ?",
             (episode.last_ts, episode.end_ts, episode.peak_probability, episode.peak_dbfs, episode.id),
         )
+        if backup is not None and episode.end_ts is not None:
+            row = conn.execute(f"SELECT {_COLUMNS} FROM cry_episodes WHERE id = ?", (episode.id,)).fetchone()
+            jsonl.queue(store, backup, [jsonl.cry_episode_record(_from_sql(row), None)])
 
 
-def close_open_episodes(store: Store) -> int:
+def close_open_episodes(store: Store, backup: Path | None = None) -> int:
     """End every episode still open at its newest cry-like second: a listener that was killed mid-episode (or a
     machine that lost power) left it open, and only a running listener can know that crying goes on. Returns how
     many it closed; the listener calls it when it starts."""
     with _write(store) as conn:
-        return conn.execute("UPDATE cry_episodes SET end_ts = last_ts WHERE end_ts IS NULL").rowcount
+        open_ids = [r["id"] for r in conn.execute("SELECT id FROM cry_episodes WHERE end_ts IS NULL")]
+        conn.execute("UPDATE cry_episodes SET end_ts = last_ts WHERE end_ts IS NULL")
+        if backup is not None and open_ids:
+            marks = ", ".join("?" * len(open_ids))
+            closed = conn.execute(f"SELECT {_COLUMNS} FROM cry_episodes WHERE id IN ({marks})", open_ids)
+            jsonl.queue(store, backup, [jsonl.cry_episode_record(_from_sql(r), None) for r in closed])
+        return len(open_ids)
+
+
+def import_episode(store: Store, episode: CryEpisode, alert: Alert | None) -> None:
+    """A backed-up episode line (db.rebuild), keeping its id: its start line inserts it (and its alert, settled by
+    the caller), its end line updates it; a line that comes twice changes nothing."""
+    with _write(store) as conn:
+        if alert is not None:
+            import_alert(conn, alert)
+        conn.execute(
+            f"INSERT INTO cry_episodes ({_COLUMNS}) VALUES ({', '.join('?' * 9)}) ON CONFLICT (id) DO UPDATE SET "
+            "last_ts = excluded.last_ts, end_ts = excluded.end_ts, peak_probability = excluded.peak_probability, "
+            "peak_dbfs = excluded.peak_dbfs",
+            (episode.id, episode.start_ts, episode.onset_ts, episode.last_ts, episode.end_ts, episode.peak_probability,
+             episode.peak_dbfs, episode.background_dbfs, episode.alert_id),
+        )  # fmt: skip
 
 
 def open_episode(store: Store) -> CryEpisode | None:

@@ -30,9 +30,13 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from db.store import Alert, CaptureFailure, Correction, Store, StoreError, TeacherLabel, TickRow
 from settings import Settings
+
+if TYPE_CHECKING:
+    from db.episodes import CryEpisode  # db.episodes writes its lines through this module
 
 
 def tick_record(row: TickRow, alerts: Sequence[Alert] = ()) -> dict:
@@ -54,6 +58,12 @@ def capture_failure_record(failure: CaptureFailure) -> dict:
 
 def pruned_record(ids: Sequence[int], ts: float) -> dict:
     return {"op": "pruned", "ids": list(ids), "ts": ts}
+
+
+def cry_episode_record(episode: CryEpisode, alert: Alert | None) -> dict:
+    """The cry listener's episode as it started (with the alert its onset raised) or as it ended: the later line of
+    an id wins in a rebuild. Its progress in between is not backed up (a line a second while the baby cries)."""
+    return {"op": "cry_episode", **asdict(episode), "alert": None if alert is None else asdict(alert)}
 
 
 def correction_records(corrections: Sequence[Correction]) -> list[dict]:

@@ -27,7 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from db import jsonl
+from db import episodes, jsonl
+from db.episodes import CryEpisode
 from db.store import Alert, CaptureFailure, Correction, IdTaken, Store, StoreError, TeacherLabel, TickRow
 from lockfile import TickLock
 from settings import DEFAULT_ENV_FILE, cli_settings
@@ -55,6 +56,11 @@ def _capture_failure(store: Store, record: dict) -> None:
     )
 
 
+def _cry_episode(store: Store, record: dict) -> None:
+    alert = record.pop("alert", None)
+    episodes.import_episode(store, CryEpisode(**record), None if alert is None else restored_alert(Alert(**alert)))
+
+
 # What each backup line does to the database, by its "op" (a tick line has none). An op that inserts a record returns
 # True when it wrote the row, False when the very same record was there already (the line came twice); the others
 # (updates of rows already there, and capture failures, whose ids restart with each outage) return None.
@@ -66,6 +72,7 @@ OPS: dict[str | None, Callable[[Store, dict], bool | None]] = {
     "add": lambda store, record: store.import_correction(Correction(**record)),
     "undo": lambda store, record: store.mark_corrections_undone(record["ids"], record["undone_ts"]),
     "teacher": lambda store, record: store.import_teacher_label(TeacherLabel(**record)),
+    "cry_episode": _cry_episode,  # the cry listener's (listener/recorder.py)
 }
 # The rows the inserting ops write, as the summary names them.
 WRITES = {None: "ticks", "add": "corrections", "teacher": "teacher labels"}

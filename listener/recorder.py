@@ -24,12 +24,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
-from alerts.notifiers import notifier_from_settings
-from alerts.outbox import deliver_pending
+from alerts.outbox import deliver_alerts
 from alerts.rules import CRY, clock, in_cooldown
 from capture.ffmpeg import CaptureError, find_ffmpeg, grab_rtsp_jpeg
 from capture.files import write_atomically
-from db import episodes
+from db import episodes, jsonl
 from db.store import Alert, Store, StoreError
 from listener.detector import End, Event, Onset, Progress
 from redaction import redact_text
@@ -85,7 +84,8 @@ class Recorder(threading.Thread):
         return self._events.qsize()
 
     def run(self) -> None:
-        if closed := self._with_store("the start", episodes.close_open_episodes):
+        backup = self.settings.jsonl_path
+        if closed := self._with_store("the start", lambda store: episodes.close_open_episodes(store, backup)):
             log.info("listener: closed %d cry episode(s) a previous listener left open", closed)
         while (event := self._events.get()) is not _STOP:
             try:
@@ -101,6 +101,8 @@ class Recorder(threading.Thread):
             try:
                 with Store.open(self.settings.db_path, busy_timeout_s=BUSY_TIMEOUT_S) as store:
                     result = write(store)
+                    if problem := jsonl.write(store, self.settings.jsonl_path):  # the backup line waits in the db
+                        log.warning("listener: %s stored, but %s", what, problem)
                 break
             except StoreError as exc:
                 if self._stopping.is_set():
@@ -132,14 +134,14 @@ class Recorder(threading.Thread):
             alert = None
             if not in_cooldown(episode.onset_ts, store.last_alert_ts(CRY), self.settings.cry_cooldown_s):
                 alert = Alert(kind=CRY, caption=cry_caption(event), photo_path=photo, created_ts=episode.onset_ts)
-            stored = episodes.start_episode(store, episode, alert)
+            stored = episodes.start_episode(store, episode, alert, self.settings.jsonl_path)
             self._episode_id = stored.id
             cooldown = self.settings.cry_cooldown_s
             quiet = "" if alert else f" (no alert: a cry alert went out within CRY_COOLDOWN_S={cooldown})"
             log.info("listener: crying since %s (cry %.2f, %.0f dBFS)%s", clock(episode.start_ts),
                      episode.peak_probability, episode.peak_dbfs, quiet)  # fmt: skip
         elif self._episode_id is not None:
-            episodes.update_episode(store, replace(event.episode, id=self._episode_id))
+            episodes.update_episode(store, replace(event.episode, id=self._episode_id), self.settings.jsonl_path)
             if isinstance(event, End):
                 self._episode_id = None
                 log.info("listener: crying stopped at %s (since %s)", clock(event.episode.end_ts or 0),
@@ -174,8 +176,7 @@ class Recorder(threading.Thread):
         settings = self.settings
         try:
             with Store.open(settings.db_path, busy_timeout_s=BUSY_TIMEOUT_S) as store:
-                deliver_pending(store, notifier_from_settings(settings), settings.data_dir, now=time.time(), log=log,
-                                camera_name=settings.camera_name)  # fmt: skip
+                deliver_alerts(settings, store, time.time())  # as the tick does: its "alert_sent" line backed up too
         except StoreError as exc:
             log.warning("listener: cry alert queued; the next tick delivers it (%s)", exc)
 
