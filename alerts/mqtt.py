@@ -95,7 +95,8 @@ def publish_state(settings: Settings, at: float) -> None:
     else:
         return
     if listening is not None:  # the continuous listener hears more than the tick's clip: its episode decides
-        state["crying"] = listening
+        state["crying"], since = listening
+        state["crying_since"] = None if since is None else _iso(since)
     broker = f"{settings.mqtt_host}:{settings.mqtt_port}"
     try:
         sent = publish(settings, messages(settings, state))
@@ -107,10 +108,10 @@ def publish_state(settings: Settings, at: float) -> None:
     )
 
 
-def listener_crying(settings: Settings, store: Store, now: float) -> bool | None:
-    """Whether the continuous listener (listener/) hears crying now: a cry episode is open and the listener's
-    heartbeat says it heard the camera within its silence limit. None when no listener hears (off, not installed,
-    silent): then the tick's own clip says whether the baby cries."""
+def listener_crying(settings: Settings, store: Store, now: float) -> tuple[bool, float | None] | None:
+    """Whether the continuous listener (listener/) hears crying now, and since when: a cry episode is open and the
+    listener's heartbeat says it heard the camera within its silence limit. None when no listener hears (off, not
+    installed, silent): then the tick's own clip says whether the baby cries."""
     if not settings.listen:
         return None
     from db.episodes import open_episode
@@ -119,7 +120,8 @@ def listener_crying(settings: Settings, store: Store, now: float) -> bool | None
     beat = heartbeat.read(settings.listener_heartbeat_path)
     if beat is None or beat.silent_since(now) is not None:
         return None
-    return open_episode(store) is not None
+    episode = open_episode(store)
+    return (episode is not None, None if episode is None else episode.start_ts)
 
 
 def publish_crying(settings: Settings, *, crying: bool, episode, at: float) -> None:

@@ -64,8 +64,14 @@ def forget(settings: Settings) -> int:
     return 0
 
 
-def serve(settings: Settings) -> int:
-    """Run the listener until SIGTERM or SIGINT."""
+def look_command(config: Path) -> list[str]:
+    """The tick the listener starts on a cry's onset: the monitor's own, with the listener's settings file (and its
+    BILBO_* environment, inherited)."""
+    return [sys.executable, str(Path(__file__).resolve().parents[1] / "monitor.py"), "--once", "--config", str(config)]
+
+
+def serve(settings: Settings, config: Path = DEFAULT_ENV_FILE) -> int:
+    """Run the listener until SIGTERM or SIGINT. A cry's onset starts a tick with the same settings file."""
     if not settings.listen:
         log.info("listener: off (LISTEN=0); the tick still hears %g s of audio per tick", settings.audio_seconds)
         return 0
@@ -83,7 +89,7 @@ def serve(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     with lock:
-        Listener(settings, stop).run()
+        Listener(settings, stop, look_command(config)).run()
     log.info("listener: stopped")
     return 0
 
@@ -104,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s", datefmt="%Y-%m-%d %H:%M:%S"
     )
-    return serve(settings)
+    return serve(settings, args.config)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -60,9 +61,13 @@ def cry_caption(onset: Onset) -> str:
 class Recorder(threading.Thread):
     """Applies the tracker's events in order, in the background. `submit` from the audio loop; `stop` at the end."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, look_command: list[str] | None = None) -> None:
         super().__init__(name="bilbo-listen-recorder", daemon=True)
         self.settings = settings
+        # A cry's onset also starts a tick (`monitor.py --once`): it looks at the baby now, and an awake frame makes it
+        # confirm the waking within itself (CONFIRM_FRAMES), instead of waiting for the timer. None: no such look.
+        self._look_command = look_command
+        self._look: subprocess.Popen | None = None
         self._events: queue.Queue = queue.Queue()
         self._stopping = threading.Event()
         self._episode_id: int | None = None
@@ -125,6 +130,7 @@ class Recorder(threading.Thread):
         self.applied += 1
         if isinstance(event, Onset):
             self._deliver()
+            self._look_at_the_baby()
         if isinstance(event, Onset | End):
             self._publish(event)
 
@@ -171,6 +177,20 @@ class Recorder(threading.Thread):
             return newest
         prune_snapshots(settings.data_dir / SNAPSHOT_DIR, settings.retention_days, time.time())
         return str(relative)
+
+    def _look_at_the_baby(self) -> None:
+        """Start one tick of the monitor's own (its lock keeps it from overlapping the timer's: the later one exits
+        quietly), without waiting for it; its log lines go where the listener's go. One at a time."""
+        if self._look_command is None or self.settings.confirm_frames == 0:
+            return
+        if self._look is not None and self._look.poll() is None:
+            return
+        try:
+            self._look = subprocess.Popen(self._look_command, stdin=subprocess.DEVNULL, start_new_session=True)
+        except OSError as exc:
+            log.warning("listener: could not start a tick to look at the baby: %s", exc)
+            return
+        log.info("listener: started a tick to look at the baby (a waking is confirmed within it)")
 
     def _deliver(self) -> None:
         settings = self.settings

@@ -58,11 +58,11 @@ def listener_rule(settings: Settings, model: CryModel) -> CryRule:
 class Listener:
     """One listener process: `run` until `stop` is set."""
 
-    def __init__(self, settings: Settings, stop: threading.Event) -> None:
+    def __init__(self, settings: Settings, stop: threading.Event, look_command: list[str] | None = None) -> None:
         self.settings = settings
         self.stop = stop
         self.started_ts = time.time()
-        self.recorder = Recorder(settings)
+        self.recorder = Recorder(settings, look_command)
         self.windows = Windows()
         self.model: CryModel | None = None
         self.tracker: EpisodeTracker | None = None

@@ -33,6 +33,7 @@ from listener.detector import End, EpisodeTracker, Onset, Windows
 from listener.heartbeat import Heartbeat
 from models.cry import DEFAULT_MODELS_DIR, CryModel, decode_8k
 from models.cry_rule import CryRule
+from redaction import redact_url
 from settings import load_settings
 from tests.bot_api_server import TEST_TOKEN
 from tests.conftest import RTSP_SERVER_SCRIPT, SYSTEM_PYTHON, _wait_ready, ensure_gstreamer, free_port
@@ -65,9 +66,11 @@ def cry_recording(held_out_audio, tmp_path_factory) -> tuple[Path, float, float]
 
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory) -> Path:
-    """The shipped cry model, its rule's episode ending after END_AFTER_S quiet seconds (so a test sees an end)."""
+    """The shipped models, the cry rule's episode ending after END_AFTER_S quiet seconds (so a test sees an end)."""
     folder = tmp_path_factory.mktemp("models")
     shutil.copy(DEFAULT_MODELS_DIR / "cry.onnx", folder / "cry.onnx")
+    for vision in ("presence.onnx", "face.onnx", "eyes.onnx", "manifest.json"):  # for the tick a cry starts
+        shutil.copy(DEFAULT_MODELS_DIR / vision, folder / vision)
     manifest = json.loads((DEFAULT_MODELS_DIR / "cry.json").read_text())
     manifest["rule"] = {**CryRule.from_dict(manifest.get("rule")).to_dict(), "end_after_s": END_AFTER_S}
     (folder / "cry.json").write_text(json.dumps(manifest))
@@ -245,6 +248,9 @@ def test_a_cry_on_the_camera_alerts_at_once_with_a_snapshot_stores_the_episode_a
     assert arrived - connected < cry_start + 5 + 10 + 15
     snapshot = rows(run.data_dir, "SELECT photo_path FROM outbox")[0][0]
     assert snapshot.startswith("frames/listener/") and (run.data_dir / snapshot).is_file()
+    # The onset also started a tick of the monitor's own, which looked at the baby at once (no timer runs here).
+    looked = wait_for("the tick the cry started", lambda: rows(run.data_dir, "SELECT source FROM ticks"), 60, run)
+    assert looked[0][0] == redact_url(cam.url) and "started a tick to look at the baby" in run.log()
 
     state = wait_for("crying ON, retained", lambda: (got := retained(mq, "bilbo/state", expect=1).get(
         "bilbo/state")) and got.json()["crying"] is True and got, 15, run)  # fmt: skip
