@@ -213,13 +213,12 @@ def main() -> int:
             folder.mkdir()
             latencies.append(one_trial(wav, folder))
             print(f"  trial {trial + 1}: cry alert {latencies[-1]:.1f} s after the cry started", flush=True)
-        latencies.sort()
-        p95 = latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))]
+        p95 = wake_latency.percentile(latencies, 0.95)
         print(f"cry onset -> alert at the Bot API: median {statistics.median(latencies):.1f} s, "
               f"95th percentile {p95:.1f} s ({args.trials} trials)")  # fmt: skip
         today = today_cry_delays(load_settings(None, environ={}).tick_interval_s)
         print(f"  today's rule (the tick's {TODAY_CRY_NEEDED} of 3 five-second clips, a cry that goes on): median "
-              f"{statistics.median(today):.0f} s, 95th percentile {percentile(today, 0.95):.0f} s "
+              f"{statistics.median(today):.0f} s, 95th percentile {wake_latency.percentile(today, 0.95):.0f} s "
               "(from the timer's phase; no listener)")  # fmt: skip
         folder = Path(tmp) / "cost"
         folder.mkdir()
@@ -244,11 +243,6 @@ def today_cry_delays(interval_s: int, phases: int = 240) -> list[float]:
     AUDIO_SECONDS clip at the tick): a cry starting `phase` seconds before a tick is first heard by that tick and
     alerts at the next one, whatever the model, so the delay is the phase plus one interval."""
     return [interval_s * k / phases + (TODAY_CRY_NEEDED - 1) * interval_s for k in range(phases)]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 if __name__ == "__main__":
