@@ -25,10 +25,6 @@ def night(tmp_path_factory):
         return store.ticks_between(0, 1e12), store.alerts("wake"), settings
 
 
-def hhmm(ts: float) -> str:
-    return datetime.fromtimestamp(ts).strftime("%H:%M")
-
-
 def test_every_tick_of_the_night_is_recorded_and_each_waking_is_confirmed_within_the_tick(night):
     """The timer's ticks, plus the confirmation frames an awake frame takes (CONFIRM_INTERVAL_S apart), each marked
     with the tick it confirms."""
