@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench import wake_latency  # noqa: E402
+from bench.grab import free_port  # noqa: E402
 from capture.audio import AudioClip, write_wav  # noqa: E402
 from listener import heartbeat  # noqa: E402
 from models import audio_features as af  # noqa: E402
@@ -59,14 +60,6 @@ def stream_wav(cry: Path, folder: Path) -> Path:
     path = folder / "cry-stream.wav"
     write_wav(path, AudioClip(np.concatenate([quiet(QUIET_S), samples.astype(np.float32), quiet(120)]), 8000))
     return path
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_camera(wav: Path) -> tuple[subprocess.Popen, str]:

@@ -28,15 +28,10 @@ from capture.ffmpeg import (
 )
 from capture.sources import CapturedFrame, grab
 from redaction import url_secrets
+from tests.conftest import free_port
 from tests.rtsp_redirect import RedirectingCamera
 
 AT = datetime(2026, 1, 15, 2, 30)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def scene(width: int = 320, height: int = 240, color: tuple[int, int, int] = (0, 128, 255)) -> np.ndarray:

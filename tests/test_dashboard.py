@@ -3,7 +3,6 @@
 import http.client
 import json
 import re
-import socket
 import threading
 import time
 import urllib.error
@@ -20,6 +19,7 @@ from werkzeug.serving import make_server
 from dashboard.app import create_app
 from db.store import Alert, Store, TickRow
 from settings import Settings, load_settings
+from tests.conftest import free_port
 
 
 def tick_row(ts: float, jpeg_path: str | None, state: str = "asleep") -> TickRow:
@@ -40,12 +40,6 @@ def tick_row(ts: float, jpeg_path: str | None, state: str = "asleep") -> TickRow
         model_version="test",
         duration_ms=30.0,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def dashboard_settings(data_dir: Path, **overrides) -> Settings:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from alerts.outbox import REPEAT_NOTE, deliver_pending
 from db.store import MAX_UNCONFIRMED, Alert, Store, TickRow
 from settings import load_settings
 from tests.bot_api_server import TEST_TOKEN, BotApiServer
+from tests.conftest import free_port
 from tests.test_alerts import delivered
 
 TOKEN = TEST_TOKEN
@@ -96,12 +96,6 @@ def test_hanging_server_fails_within_the_timeout(bot_api):
     with pytest.raises(NotifyError, match="did not answer within 1 s"):
         notifier_for(bot_api, timeout_s=1).send(alert(), JPEG)
     assert time.monotonic() - start < 5
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_token_never_appears_in_errors_or_logs(bot_api, store, tmp_path, caplog):
