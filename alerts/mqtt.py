@@ -114,13 +114,12 @@ def listener_crying(settings: Settings, store: Store, now: float) -> tuple[bool,
     installed, silent): then the tick's own clip says whether the baby cries."""
     if not settings.listen:
         return None
-    from db.episodes import open_episode
     from listener import heartbeat
 
     beat = heartbeat.read(settings.listener_heartbeat_path)
     if beat is None or beat.silent_since(now) is not None:
         return None
-    episode = open_episode(store)
+    episode = store.open_episode()
     return (episode is not None, None if episode is None else episode.start_ts)
 
 

@@ -20,13 +20,13 @@ from dashboard.labels import LabelError, effective_state, label_json, parse_corr
 from dashboard.metrics import model_metrics
 from dashboard.sessions import sleep_sessions
 from db import jsonl
-from db.episodes import CryEpisode, episodes_between
 from db.store import (
     DISAGREEMENT_BOOST,
     MAX_UNCONFIRMED,
     NIGHT_REVIEW_BOOST,
     Alert,
     CameraOutage,
+    CryEpisode,
     HumanLabel,
     Store,
     TeacherLabel,
@@ -222,7 +222,7 @@ def register_api(app: Flask, settings: Settings, open_store: Callable[[], Store]
                 start = max(start, rows[0]["ts"] - interval / 2)
             labels = db.human_labels_between(start, end)
             alerts = db.alerts_between(start, end)
-            crying = episodes_between(db, start, end)  # the cry listener's episodes: when crying started, stopped
+            crying = db.episodes_between(start, end)  # the cry listener's episodes: when crying started, stopped
         for row in rows:
             label = labels.get(row["id"])
             row["human"] = label_json(label)

@@ -30,13 +30,9 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from db.store import Alert, CaptureFailure, Correction, Store, StoreError, TeacherLabel, TickRow
+from db.store import Alert, CaptureFailure, Correction, CryEpisode, Store, StoreError, TeacherLabel, TickRow
 from settings import Settings
-
-if TYPE_CHECKING:
-    from db.episodes import CryEpisode  # db.episodes writes its lines through this module
 
 
 def tick_record(row: TickRow, alerts: Sequence[Alert] = ()) -> dict:

@@ -27,9 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from db import episodes, jsonl
-from db.episodes import CryEpisode
-from db.store import Alert, CaptureFailure, Correction, IdTaken, Store, StoreError, TeacherLabel, TickRow
+from db import jsonl
+from db.store import Alert, CaptureFailure, Correction, CryEpisode, IdTaken, Store, StoreError, TeacherLabel, TickRow
 from lockfile import TickLock
 from settings import DEFAULT_ENV_FILE, cli_settings
 
@@ -58,7 +57,7 @@ def _capture_failure(store: Store, record: dict) -> None:
 
 def _cry_episode(store: Store, record: dict) -> None:
     alert = record.pop("alert", None)
-    episodes.import_episode(store, CryEpisode(**record), None if alert is None else restored_alert(Alert(**alert)))
+    store.import_episode(CryEpisode(**record), None if alert is None else restored_alert(Alert(**alert)))
 
 
 # What each backup line does to the database, by its "op" (a tick line has none). An op that inserts a record returns

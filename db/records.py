@@ -1,5 +1,6 @@
-"""The records BILBO stores, as the rest of the code sees them: ticks, alerts, outages, human corrections and
-the fallback labeller's labels. Plain dataclasses; no SQL here (db/store.py and the query modules beside it).
+"""The records BILBO stores, as the rest of the code sees them: ticks, alerts, outages, human corrections,
+the fallback labeller's labels and the cry listener's episodes. Plain dataclasses; no SQL here (db/store.py and
+the query modules beside it).
 """
 
 from __future__ import annotations
@@ -185,3 +186,30 @@ class TeacherLabel:
 def newest_teacher_label(history: Sequence[TeacherLabel]) -> TeacherLabel | None:
     """The newest call of a tick's history (oldest first) that gave a label; None if none did."""
     return next((t for t in reversed(history) if t.error is None), None)
+
+
+EPISODE_COLUMNS = "id, start_ts, onset_ts, last_ts, end_ts, peak_probability, peak_dbfs, background_dbfs, alert_id"
+
+
+@dataclass(frozen=True)
+class CryEpisode:
+    """One cry episode the listener heard, as stored; `end_ts` None while it goes on, `alert_id` None when a
+    cooldown kept it quiet."""
+
+    start_ts: float
+    onset_ts: float
+    last_ts: float
+    peak_probability: float
+    peak_dbfs: float
+    background_dbfs: float | None = None
+    end_ts: float | None = None
+    alert_id: int | None = None
+    id: int | None = None
+
+    @property
+    def ongoing(self) -> bool:
+        return self.end_ts is None
+
+    def to_json(self) -> dict:
+        """JSON-ready, for the dashboard's timeline."""
+        return {name: getattr(self, name) for name in EPISODE_COLUMNS.split(", ")}

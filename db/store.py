@@ -13,6 +13,7 @@ from pathlib import Path
 
 from db.alert_queries import AlertQueries
 from db.connection import DatabaseMissingError, IdTaken, StoreError, full_disk_hint
+from db.episodes import EpisodeQueries
 from db.label_queries import DISAGREEMENT_BOOST, NIGHT_REVIEW_BOOST, REVIEW_PRIORITY_SQL, LabelQueries
 from db.records import (
     CORRECTION_FIELDS,
@@ -20,6 +21,7 @@ from db.records import (
     CameraOutage,
     CaptureFailure,
     Correction,
+    CryEpisode,
     HumanLabel,
     TeacherLabel,
     TickRow,
@@ -40,6 +42,7 @@ __all__ = [
     "CameraOutage",
     "CaptureFailure",
     "Correction",
+    "CryEpisode",
     "DatabaseMissingError",
     "HumanLabel",
     "IdTaken",
@@ -76,7 +79,7 @@ def refuse_empty_over_backup(path: Path) -> None:
         )
 
 
-class Store(TickQueries, AlertQueries, LabelQueries):
+class Store(TickQueries, AlertQueries, LabelQueries, EpisodeQueries):
     """BILBO's database: open it with `Store.open` and use it as a context manager so it is always closed."""
 
     @classmethod

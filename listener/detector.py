@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from db.episodes import CryEpisode
+from db.store import CryEpisode
 from models import audio_features as af
 from models.cry_rule import CryListener, CryRule
 

@@ -22,7 +22,6 @@ from datetime import datetime
 from pathlib import Path
 
 from alerts.rules import clock, one_line
-from db.episodes import queue_alert
 from db.store import Alert, Store
 from listener import heartbeat
 from listener.stream import is_rtsp
@@ -64,7 +63,7 @@ def check(settings: Settings, store: Store, at: datetime) -> Alert | None:
             caption = f"Cries heard again at {clock(now)}: the cry listener hears the camera again."
             if silence.since_ts is not None:
                 caption += f" It was silent since {clock(silence.since_ts)}."
-            alert = queue_alert(store, Alert(kind=LISTENER, caption=caption, photo_path=None, created_ts=now))
+            alert = store.queue_listener_alert(Alert(kind=LISTENER, caption=caption, photo_path=None, created_ts=now))
         write(path, Silence())
         return alert
     reason = one_line(beat.why_silent(now))
@@ -79,7 +78,7 @@ def check(settings: Settings, store: Store, at: datetime) -> Alert | None:
             f"Cries are no longer heard between ticks since {clock(since)} ({reason}). Until the listener hears "
             f"again, BILBO hears crying only at its ticks ({settings.audio_seconds:g} s every {minutes:g} min)."
         )
-        alert = queue_alert(store, Alert(kind=LISTENER, caption=caption, photo_path=None, created_ts=now))
+        alert = store.queue_listener_alert(Alert(kind=LISTENER, caption=caption, photo_path=None, created_ts=now))
         silence.alerted = True
     write(path, silence)
     return alert

@@ -29,7 +29,7 @@ from alerts.outbox import deliver_alerts
 from alerts.rules import CRY, clock, in_cooldown
 from capture.ffmpeg import CaptureError, find_ffmpeg, grab_rtsp_jpeg
 from capture.files import write_atomically
-from db import episodes, jsonl
+from db import jsonl
 from db.store import Alert, Store, StoreError
 from listener.detector import End, Event, Onset, Progress
 from redaction import redact_text
@@ -90,7 +90,7 @@ class Recorder(threading.Thread):
 
     def run(self) -> None:
         backup = self.settings.jsonl_path
-        if closed := self._with_store("the start", lambda store: episodes.close_open_episodes(store, backup)):
+        if closed := self._with_store("the start", lambda store: store.close_open_episodes(backup)):
             log.info("listener: closed %d cry episode(s) a previous listener left open", closed)
         while (event := self._events.get()) is not _STOP:
             try:
@@ -140,14 +140,14 @@ class Recorder(threading.Thread):
             alert = None
             if not in_cooldown(episode.onset_ts, store.last_alert_ts(CRY), self.settings.cry_cooldown_s):
                 alert = Alert(kind=CRY, caption=cry_caption(event), photo_path=photo, created_ts=episode.onset_ts)
-            stored = episodes.start_episode(store, episode, alert, self.settings.jsonl_path)
+            stored = store.start_episode(episode, alert, self.settings.jsonl_path)
             self._episode_id = stored.id
             cooldown = self.settings.cry_cooldown_s
             quiet = "" if alert else f" (no alert: a cry alert went out within CRY_COOLDOWN_S={cooldown})"
             log.info("listener: crying since %s (cry %.2f, %.0f dBFS)%s", clock(episode.start_ts),
                      episode.peak_probability, episode.peak_dbfs, quiet)  # fmt: skip
         elif self._episode_id is not None:
-            episodes.update_episode(store, replace(event.episode, id=self._episode_id), self.settings.jsonl_path)
+            store.update_episode(replace(event.episode, id=self._episode_id), self.settings.jsonl_path)
             if isinstance(event, End):
                 self._episode_id = None
                 log.info("listener: crying stopped at %s (since %s)", clock(event.episode.end_ts or 0),

@@ -516,36 +516,33 @@ def test_the_cry_listeners_episodes_and_their_alert_come_back_from_the_backup(tm
     """The listener writes an episode's start (with its cry alert) and its end to ticks.jsonl in the same transaction
     as the rows, not its progress; one a killed listener left open is closed at the next start, backed up too. A
     database rebuilt from the backup has the episodes as they ended, and their alert settled (never sent again)."""
-    from db.episodes import CryEpisode, close_open_episodes, episodes_between, start_episode, update_episode
-    from db.store import Alert
+    from db.store import Alert, CryEpisode
 
     db, backup = tmp_path / "bilbo.sqlite3", tmp_path / "ticks.jsonl"
     with Store.open(db) as store:
-        first = start_episode(
-            store,
+        first = store.start_episode(
             CryEpisode(start_ts=1100.0, onset_ts=1103.0, last_ts=1103.0, peak_probability=0.8, peak_dbfs=-30.0),
             Alert("cry", "Baby is crying", None, 1103.0),
             backup,
         )
-        update_episode(store, replace(first, last_ts=1150.0, peak_probability=0.95), backup)  # progress: no line
-        update_episode(store, replace(first, last_ts=1160.0, end_ts=1190.0, peak_probability=0.97), backup)
-        killed = start_episode(
-            store,
+        store.update_episode(replace(first, last_ts=1150.0, peak_probability=0.95), backup)  # progress: no line
+        store.update_episode(replace(first, last_ts=1160.0, end_ts=1190.0, peak_probability=0.97), backup)
+        killed = store.start_episode(
             CryEpisode(start_ts=1300.0, onset_ts=1302.0, last_ts=1302.0, peak_probability=0.9, peak_dbfs=-25.0),
             None,
             backup,
         )
-        update_episode(store, replace(killed, last_ts=1320.0), backup)  # then the listener was killed
-        assert close_open_episodes(store, backup) == 1  # the next listener's start
+        store.update_episode(replace(killed, last_ts=1320.0), backup)  # then the listener was killed
+        assert store.close_open_episodes(backup) == 1  # the next listener's start
         assert jsonl.write(store, backup) is None
-        live = episodes_between(store, 0, 1e12)
+        live = store.episodes_between(0, 1e12)
     lines = [json.loads(line) for line in backup.read_text().splitlines()]
     assert [line.get("op") for line in lines] == ["cry_episode"] * 4  # two starts, two ends; no progress lines
 
     rebuilt = tmp_path / "rebuilt.sqlite3"
     assert rebuild(backup, rebuilt) == (0, [])  # no tick lines here: the listener's lines alone
     with Store.open(rebuilt) as store:
-        assert episodes_between(store, 0, 1e12) == live
+        assert store.episodes_between(0, 1e12) == live
         assert [(e.end_ts, e.last_ts) for e in live] == [(1190.0, 1160.0), (1320.0, 1320.0)]
         [alert] = store.alerts("cry")
     assert alert.id == live[0].alert_id and alert.sent_ts is not None and alert.last_error == RESTORED_NOTE

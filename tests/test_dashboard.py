@@ -232,19 +232,18 @@ def test_cry_threshold_defaults_to_the_cry_models_manifest(tmp_path):
 
 def test_the_timeline_shows_when_the_listeners_crying_started_and_stopped(tmp_path):
     """The cry listener's episodes (db/episodes.py) come with the timeline: one ended, one still going on."""
-    from db.episodes import CryEpisode, start_episode, update_episode
+    from db.store import CryEpisode
 
     settings = dashboard_settings(tmp_path)
     with Store.open(settings.db_path) as store:
         store.insert_tick(tick_row(1000.0, None))
-        ended = start_episode(
-            store,
+        ended = store.start_episode(
             CryEpisode(start_ts=1100.0, onset_ts=1103.0, last_ts=1160.0, peak_probability=0.97, peak_dbfs=-18.0),
             Alert("cry", "Baby is crying", None, 1103.0),
         )
-        update_episode(store, replace(ended, end_ts=1190.0))
+        store.update_episode(replace(ended, end_ts=1190.0))
         going_on = CryEpisode(start_ts=1300.0, onset_ts=1302.0, last_ts=1310.0, peak_probability=0.9, peak_dbfs=-25.0)
-        start_episode(store, going_on, None)
+        store.start_episode(going_on, None)
         store.insert_tick(tick_row(1400.0, None))
     with serving(settings) as base:
         status, data, _ = call("GET", base + "/api/timeline?start=900&end=1500")

@@ -26,8 +26,7 @@ import numpy as np
 import pytest
 
 from capture.audio import AudioClip, dbfs, write_wav
-from db import episodes
-from db.store import Alert, Store, TickRow
+from db.store import Alert, CryEpisode, Store, TickRow
 from listener import health, heartbeat
 from listener.detector import End, EpisodeTracker, Onset, Windows
 from listener.heartbeat import Heartbeat
@@ -397,15 +396,15 @@ def test_check_says_what_the_listener_does(tmp_path):
 def test_an_episode_and_its_alert_land_together_and_an_open_one_is_closed_at_restart(tmp_path):
     with Store.open(tmp_path / "bilbo.sqlite3") as store:
         alert = Alert(kind="cry", caption="Baby is crying", photo_path=None, created_ts=100.0)
-        episode = episodes.CryEpisode(start_ts=98.0, onset_ts=100.0, last_ts=100.0, peak_probability=0.9,
+        episode = CryEpisode(start_ts=98.0, onset_ts=100.0, last_ts=100.0, peak_probability=0.9,
                                       peak_dbfs=-20.0)  # fmt: skip
-        stored = episodes.start_episode(store, episode, alert)
-        assert stored.alert_id == store.pending_alerts()[0].id and episodes.open_episode(store) == stored
-        episodes.update_episode(store, episodes.CryEpisode(**{**stored.__dict__, "last_ts": 130.0}))
-        assert episodes.close_open_episodes(store) == 1
-        (closed,) = episodes.episodes_between(store, 0, 1000)
+        stored = store.start_episode(episode, alert)
+        assert stored.alert_id == store.pending_alerts()[0].id and store.open_episode() == stored
+        store.update_episode(CryEpisode(**{**stored.__dict__, "last_ts": 130.0}))
+        assert store.close_open_episodes() == 1
+        (closed,) = store.episodes_between(0, 1000)
         assert (closed.start_ts, closed.end_ts, closed.alert_id) == (98.0, 130.0, stored.alert_id)
-        assert episodes.open_episode(store) is None
+        assert store.open_episode() is None
 
 
 @needs_mosquitto
@@ -418,9 +417,9 @@ def test_the_ticks_mqtt_state_says_crying_while_the_listener_hears_an_episode(tm
     now = time.time()
     with Store.open(settings.db_path) as store:
         store.insert_tick(replace(_tick_row(now), cry_probability=0.01, dbfs=-50.0))  # the tick's clip: quiet
-        episode = episodes.CryEpisode(start_ts=now - 20, onset_ts=now - 18, last_ts=now - 1, peak_probability=0.99,
+        episode = CryEpisode(start_ts=now - 20, onset_ts=now - 18, last_ts=now - 1, peak_probability=0.99,
                                       peak_dbfs=-20.0)  # fmt: skip
-        episodes.start_episode(store, episode, None)
+        store.start_episode(episode, None)
     _beat(settings, heard_ago=1, now=now, state=heartbeat.LISTENING, reason="")
     publish_state(settings, at=now)
     assert retained(mq, "bilbo/state", expect=1)["bilbo/state"].json()["crying"] is True
