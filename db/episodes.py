@@ -14,8 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from db.connection import Connection, StoreError
-from db.records import EPISODE_COLUMNS, Alert, CryEpisode
-from db.rows import import_alert
+from db.records import Alert, CryEpisode
+from db.rows import EPISODE_COLUMNS, import_alert, queue_alert
 
 _VALUES = ", ".join("?" * len(EPISODE_COLUMNS.split(", ")))
 
@@ -24,18 +24,12 @@ def _from_sql(r: sqlite3.Row) -> CryEpisode:
     return CryEpisode(**{key: r[key] for key in r.keys()})  # noqa: SIM118 - sqlite3.Row has no iteration over keys
 
 
-def _queue(conn: sqlite3.Connection, alert: Alert) -> int:
-    return conn.execute(
-        "INSERT INTO outbox (created_ts, kind, caption, photo_path) VALUES (?, ?, ?, ?)",
-        (alert.created_ts, alert.kind, alert.caption, alert.photo_path),
-    ).lastrowid
-
-
-def _backup_lines(path: Path, episodes: list[CryEpisode], alert: Alert | None, store: EpisodeQueries) -> None:
-    """Queue the episodes' backup lines in the transaction that wrote them (`db.jsonl.write` appends them later)."""
+def _backup_lines(store: EpisodeQueries, path: Path, episodes: list[tuple[CryEpisode, Alert | None]]) -> None:
+    """Queue backup lines of (episode, the alert its onset raised) in the transaction that wrote them
+    (`db.jsonl.write` appends them later)."""
     from db import jsonl  # db.jsonl imports db.store, which is built from this module
 
-    jsonl.queue(store, path, [jsonl.cry_episode_record(e, alert if i == 0 else None) for i, e in enumerate(episodes)])
+    jsonl.queue(store, path, [jsonl.cry_episode_record(episode, alert) for episode, alert in episodes])
 
 
 class EpisodeQueries(Connection):
@@ -45,7 +39,7 @@ class EpisodeQueries(Connection):
         episode and tries again, so a busy database delays an alert but never drops it. `backup` (ticks.jsonl): its
         backup line waits in the same transaction (`jsonl.write` appends it), so a rebuilt database has it too."""
         with self._write() as conn:
-            alert_id = _queue(conn, alert) if alert is not None else None
+            alert_id = queue_alert(conn, alert) if alert is not None else None
             episode_id = conn.execute(
                 f"INSERT INTO cry_episodes ({EPISODE_COLUMNS}) VALUES ({_VALUES})",
                 (None, episode.start_ts, episode.onset_ts, episode.last_ts, episode.end_ts, episode.peak_probability,
@@ -53,7 +47,7 @@ class EpisodeQueries(Connection):
             ).lastrowid  # fmt: skip
             stored = replace(episode, id=episode_id, alert_id=alert_id)
             if backup is not None:
-                _backup_lines(backup, [stored], None if alert is None else replace(alert, id=alert_id), self)
+                _backup_lines(self, backup, [(stored, None if alert is None else replace(alert, id=alert_id))])
         return stored
 
     def update_episode(self, episode: CryEpisode, backup: Path | None = None) -> None:
@@ -66,7 +60,7 @@ class EpisodeQueries(Connection):
             )
             if backup is not None and episode.end_ts is not None:
                 row = conn.execute(f"SELECT {EPISODE_COLUMNS} FROM cry_episodes WHERE id = ?", (episode.id,)).fetchone()
-                _backup_lines(backup, [_from_sql(row)], None, self)
+                _backup_lines(self, backup, [(_from_sql(row), None)])
 
     def close_open_episodes(self, backup: Path | None = None) -> int:
         """End every episode still open at its newest cry-like second: a listener that was killed mid-episode (or a
@@ -78,7 +72,7 @@ class EpisodeQueries(Connection):
             if backup is not None and open_ids:
                 marks = ", ".join("?" * len(open_ids))
                 closed = conn.execute(f"SELECT {EPISODE_COLUMNS} FROM cry_episodes WHERE id IN ({marks})", open_ids)
-                _backup_lines(backup, [_from_sql(r) for r in closed], None, self)
+                _backup_lines(self, backup, [(_from_sql(r), None) for r in closed])
             return len(open_ids)
 
     def import_episode(self, episode: CryEpisode, alert: Alert | None) -> None:
@@ -116,7 +110,7 @@ class EpisodeQueries(Connection):
         """Queue one alert of the listener's that has no episode (the tick's "cries are no longer heard" and "heard
         again", `listener.health`) in the shared outbox; returns it with its id."""
         with self._write() as conn:
-            return replace(alert, id=_queue(conn, alert))
+            return replace(alert, id=queue_alert(conn, alert))
 
     def _episode_rows(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
         try:

@@ -188,9 +188,6 @@ def newest_teacher_label(history: Sequence[TeacherLabel]) -> TeacherLabel | None
     return next((t for t in reversed(history) if t.error is None), None)
 
 
-EPISODE_COLUMNS = "id, start_ts, onset_ts, last_ts, end_ts, peak_probability, peak_dbfs, background_dbfs, alert_id"
-
-
 @dataclass(frozen=True)
 class CryEpisode:
     """One cry episode the listener heard, as stored; `end_ts` None while it goes on, `alert_id` None when a
@@ -205,11 +202,3 @@ class CryEpisode:
     end_ts: float | None = None
     alert_id: int | None = None
     id: int | None = None
-
-    @property
-    def ongoing(self) -> bool:
-        return self.end_ts is None
-
-    def to_json(self) -> dict:
-        """JSON-ready, for the dashboard's timeline."""
-        return {name: getattr(self, name) for name in EPISODE_COLUMNS.split(", ")}

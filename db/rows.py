@@ -19,6 +19,7 @@ TICK_COLUMNS = (
 # may be a repeat; after the second it stays "possibly delivered" (alerts/outbox.py).
 MAX_UNCONFIRMED = 2
 OUTBOX_COLUMNS = "id, kind, caption, photo_path, created_ts, tick_id, attempts, last_error, sent_ts, unconfirmed"
+EPISODE_COLUMNS = "id, start_ts, onset_ts, last_ts, end_ts, peak_probability, peak_dbfs, background_dbfs, alert_id"
 
 
 def tick_params(row: TickRow) -> tuple:
@@ -123,6 +124,15 @@ def insert_keeping_id(
     if tuple(stored.fetchone() or ()) != tuple(value for _, value in kept):
         raise IdTaken(f"{table} id {values[0]} already holds a different record, kept from an earlier line")
     return False
+
+
+def queue_alert(conn: sqlite3.Connection, alert: Alert, tick_id: int | None = None) -> int:
+    """Put a new alert in the outbox (a tick's, an outage's, the listener's) inside the caller's transaction, so it
+    lands with the record that raised it or not at all; returns its id."""
+    return conn.execute(
+        "INSERT INTO outbox (created_ts, kind, tick_id, caption, photo_path) VALUES (?, ?, ?, ?, ?)",
+        (alert.created_ts, alert.kind, tick_id, alert.caption, alert.photo_path),
+    ).lastrowid
 
 
 def import_alert(conn: sqlite3.Connection, alert: Alert) -> bool:

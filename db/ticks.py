@@ -14,7 +14,15 @@ from typing import Any
 
 from db.connection import Connection, StoreError
 from db.records import Alert, CameraOutage, CaptureFailure, TickRow
-from db.rows import MAX_UNCONFIRMED, TICK_COLUMNS, import_alert, insert_keeping_id, tick_from_sql, tick_params
+from db.rows import (
+    MAX_UNCONFIRMED,
+    TICK_COLUMNS,
+    import_alert,
+    insert_keeping_id,
+    queue_alert,
+    tick_from_sql,
+    tick_params,
+)
 
 
 class TickQueries(Connection):
@@ -32,10 +40,7 @@ class TickQueries(Connection):
                 f"INSERT INTO ticks ({TICK_COLUMNS}) VALUES ({placeholders})", tick_params(row)
             ).lastrowid
             for alert in alerts:
-                conn.execute(
-                    "INSERT INTO outbox (created_ts, kind, tick_id, caption, photo_path) VALUES (?, ?, ?, ?, ?)",
-                    (alert.created_ts, alert.kind, tick_id, alert.caption, alert.photo_path),
-                )
+                queue_alert(conn, alert, tick_id)
             conn.execute("DELETE FROM capture_failures")
         return tick_id
 
@@ -225,12 +230,7 @@ class TickQueries(Connection):
 
         Returns it as stored, ids included: the JSONL backup line must name the ids the rebuild restores."""
         with self._write() as conn:
-            alert_id = None
-            if alert is not None:
-                alert_id = conn.execute(
-                    "INSERT INTO outbox (created_ts, kind, caption, photo_path) VALUES (?, ?, ?, ?)",
-                    (alert.created_ts, alert.kind, alert.caption, alert.photo_path),
-                ).lastrowid
+            alert_id = None if alert is None else queue_alert(conn, alert)
             failure_id = conn.execute(
                 "INSERT INTO capture_failures (ts, reason, alert_id, camera) VALUES (?, ?, ?, ?)",
                 (ts, reason, alert_id, int(camera)),
