@@ -144,7 +144,6 @@ def test_the_threshold_never_trades_validation_cries_for_a_better_f1():
 
 def test_hard_negative_mining_draws_the_clips_the_network_calls_a_cry_most_often():
     torch = pytest.importorskip("torch")
-    from train import cry_data as cd
     from train.cry import mine_hard_negatives
 
     class HighIsCry(torch.nn.Module):  # a stand-in network: energy in the upper mel bands = cry-like
@@ -154,8 +153,7 @@ def test_hard_negative_mining_draws_the_clips_the_network_calls_a_cry_most_often
 
     t = np.arange(af.WINDOW_SAMPLES) / af.SAMPLE_RATE
     low, high = (0.3 * np.sin(2 * np.pi * f * t).astype(np.float32) for f in (200.0, 2500.0))
-    clips = [cd.Clip(f"{i}.wav", "x", "speech", str(i), "conversation", a) for i, a in enumerate((low, high))]
-    weights = mine_hard_negatives(HighIsCry(), clips)
+    weights = mine_hard_negatives(HighIsCry(), [af.batch(low), af.batch(high)])
     assert weights.sum() == pytest.approx(1.0) and weights[1] > 10 * weights[0]
 
 

@@ -163,9 +163,10 @@ def clip_probabilities(model: nn.Module, batches: list[np.ndarray]) -> np.ndarra
     return np.array([p.max() for p in np.split(probs, np.cumsum(sizes)[:-1])])
 
 
-def mine_hard_negatives(model: nn.Module, not_cry: list[cd.Clip]) -> np.ndarray:
-    """Draw weights over the not-cry training clips: each clip's max window probability now (clean), normalised."""
-    scores = clip_probabilities(model, [af.batch(c.audio) for c in not_cry])
+def mine_hard_negatives(model: nn.Module, not_cry_batches: list[np.ndarray]) -> np.ndarray:
+    """Draw weights over the not-cry training clips (their clean windows' features, computed once): each clip's max
+    window probability now, normalised."""
+    scores = clip_probabilities(model, not_cry_batches)
     weights = np.maximum(scores, 1e-3)
     return weights / weights.sum()
 
@@ -177,27 +178,29 @@ def average_precision(y: np.ndarray, p: np.ndarray) -> float:
     return float((precision * hits).sum() / max(1, hits.sum()))
 
 
+def f1_score(y: np.ndarray, pred: np.ndarray) -> float:
+    """Cry F1 of boolean predictions against 0/1 labels."""
+    tp, fp, fn = (pred & (y == 1)).sum(), (pred & (y == 0)).sum(), (~pred & (y == 1)).sum()
+    return float(2 * tp / max(1, 2 * tp + fp + fn))
+
+
 def best_threshold(y: np.ndarray, p: np.ndarray, snr: np.ndarray) -> tuple[float, float]:
     """(threshold, F1): the best validation F1, clean and 10 dB pooled, among thresholds on a 0.05 grid in
     [0.2, 0.95] that keep the cry recall of MIN_VAL_RECALL at each SNR (of equal F1, the highest: fewer false
     alarms on sounds validation lacks); if none keeps it, the lowest threshold. `snr`: each clip's SNR, nan = clean."""
-    best = (0.2, -1.0)
     pooled = np.isnan(snr) | np.isin(snr, [s for s in MIN_VAL_RECALL if s is not None])
-    for t in np.arange(0.2, 0.951, 0.05):
+    grid = [round(float(t), 2) for t in np.arange(0.2, 0.951, 0.05)]
+    best: tuple[float, float] | None = None
+    for t in grid:
         pred = p >= t
         recall_kept = all(
             pred[(y == 1) & (np.isnan(snr) if s is None else snr == s)].mean() >= need
             for s, need in MIN_VAL_RECALL.items()
         )
-        yy, pp = y[pooled] == 1, pred[pooled]
-        f1 = 2 * (pp & yy).sum() / max(1, 2 * (pp & yy).sum() + (pp & ~yy).sum() + (~pp & yy).sum())
-        if recall_kept and f1 >= best[1] - 1e-9:
-            best = (round(float(t), 2), float(f1))
-    if best[1] < 0:
-        pred = p >= 0.2
-        yy, pp = y[pooled] == 1, pred[pooled]
-        best = (0.2, float(2 * (pp & yy).sum() / max(1, 2 * (pp & yy).sum() + (pp & ~yy).sum() + (~pp & yy).sum())))
-    return best
+        f1 = f1_score(y[pooled], pred[pooled])
+        if recall_kept and (best is None or f1 >= best[1] - 1e-9):
+            best = (t, f1)
+    return best or (grid[0], f1_score(y[pooled], p[pooled] >= grid[0]))
 
 
 def export_onnx(model: nn.Module, path: Path) -> float:
@@ -242,11 +245,12 @@ def fit_member(
     loss_fn = nn.BCEWithLogitsLoss()
     best = {"ap": -1.0}
     not_cry = [c for c in train if not c.is_cry]
+    not_cry_batches = [af.batch(c.audio) for c in not_cry]  # clean features: the same at every mining
     hard: tuple[list[cd.Clip], np.ndarray] | None = None
     for epoch in range(1, epochs + 1):
         t0 = time.time()
         if epoch >= MINE_FROM_EPOCH and (epoch - MINE_FROM_EPOCH) % MINE_EVERY == 0:
-            hard = (not_cry, mine_hard_negatives(model, not_cry))
+            hard = (not_cry, mine_hard_negatives(model, not_cry_batches))
         xs, ys = draw_epoch(train, backgrounds, rng, hard)
         model.train()
         total = 0.0
