@@ -127,27 +127,27 @@ def store_tick(
     cry: LazyCryModel | None,
     *,
     simulated: bool = False,
-) -> int:
-    """Run the tick and log its one line; 0 stored, 1 failed (a failed tick is recorded: an outage alerts; a
-    database that cannot be written cannot record it, and counts towards `alerts.store_down`'s alert instead)."""
+) -> TickRow | None:
+    """Run the tick and log its one line; returns the newest row it stored (its last confirmation frame, if it took
+    any), or None when it failed (a failed tick is recorded: an outage alerts; a database that cannot be written
+    cannot record it, and counts towards `alerts.store_down`'s alert instead)."""
     try:
         row = tick(settings, store, at, models, cry)
     except StoreError as exc:
         log.error("tick failed: %s", exc)
         store_down.note_failure(settings, at, exc)
-        return 1
+        return None
     except (CaptureError, ModelError, CropError, OSError) as exc:
         log.error("tick failed: %s", redact_text(str(exc), settings.secrets))
         note_failed_tick(settings, store, at, exc)
-        return 1
+        return None
     except Exception as exc:  # a bug or a case nobody foresaw: still "BILBO cannot watch", never silence
         log.error("tick failed: %s", redact_text(failure_reason(exc), settings.secrets))
         note_failed_tick(settings, store, at, exc)
-        return 1
+        return None
     log.info("tick %s", describe(row))
     store_down.note_success(settings, at)
-    confirm_waking(settings, store, row, at, models, cry, simulated=simulated)
-    return 0
+    return confirm_waking(settings, store, row, at, models, cry, simulated=simulated)
 
 
 def confirm_waking(
@@ -159,19 +159,21 @@ def confirm_waking(
     cry: LazyCryModel | None,
     *,
     simulated: bool,
-) -> None:
+) -> TickRow:
     """When `first` shows eyes open and the wake rule does not hold yet, grab up to CONFIRM_FRAMES more frames
     CONFIRM_INTERVAL_S apart (ticks of their own, marked as confirming `first`) while that stays so: the rule then
     holds ~15 s after the first awake frame, and the wake alert goes out with this tick instead of the next one or
     two (4-8 minutes later). Not within the wake cooldown (no alert could come of it). `simulated`: a tick at a given
     time (--at, --night) takes its frames at `at` + n x interval without waiting. A confirmation frame that fails is
-    one line; the tick itself has already succeeded and the next tick looks again."""
+    one line; the tick itself has already succeeded and the next tick looks again. Returns the newest row stored:
+    the last confirmation frame, else `first`."""
+    newest = first
     if first.unchanged or in_cooldown(first.ts, store.last_alert_ts("wake"), settings.alert_cooldown_s):
-        return
+        return newest
     rule = {"window": settings.wake_window, "needed": settings.wake_needed}
     for n in range(1, settings.confirm_frames + 1):
         if not awaiting_confirmation(store.recent_classified(rows_needed(settings.wake_window)), **rule):
-            return
+            return newest
         if simulated:
             when = at + timedelta(seconds=n * settings.confirm_interval_s)
         else:
@@ -186,8 +188,10 @@ def confirm_waking(
                 settings.confirm_frames,
                 redact_text(failure_reason(exc), settings.secrets),
             )
-            return
+            return newest
+        newest = row
         log.info("tick %s (confirming %s)", describe(row), datetime.fromtimestamp(first.ts).strftime("%H:%M:%S"))
+    return newest
 
 
 def run_once(
@@ -204,20 +208,20 @@ def run_once(
         store_down.note_failure(settings, at, exc)
         return 1
     with store:  # no step leaves a transaction open: the dashboard reads and writes freely between steps
-        code = store_tick(settings, store, at, models, cry, simulated=simulated)
+        stored = store_tick(settings, store, at, models, cry, simulated=simulated)
         # the continuous cry listener (listener/): silent for 2 minutes is reported, CAMERA_DOWN_TICKS ticks alert
         after_tick("cry listener", lambda: listener_health.check(settings, store, at))
         after_tick("alert delivery", lambda: deliver_alerts(settings, store, now))
         # MQTT, only when MQTT_HOST is set (alerts/mqtt.py opens its own connection)
-        after_tick("MQTT", lambda: publish_state(settings, at=now))
+        after_tick("MQTT", lambda: publish_state(settings, now, stored))
         # after a failed tick too: a full disk is a reason ticks fail
         after_tick("retention", lambda: apply_retention(settings, store, now))
         after_tick("JSONL backup", lambda: write_waiting_backups(settings, store))
     # The fallback labeller, only when FALLBACK_LABELLER_URL is set, opens its own connection once ours is closed:
     # last, so its network call (up to FALLBACK_LABELLER_TIMEOUT_S) delays nothing and holds no connection of ours.
-    if code == 0:
+    if stored is not None:
         after_tick("fallback labeller", lambda: label_pending(settings, now=now, crop_of=bassinet_crop))
-    return code
+    return 0 if stored is not None else 1
 
 
 def night_times(night_of: date, interval_s: int) -> list[datetime]:

@@ -74,8 +74,9 @@ class MqttError(RuntimeError):
     """The state could not be published; one line, never containing the password."""
 
 
-def publish_state(settings: Settings, at: float) -> None:
-    """Publish the state of the tick that ran at `at` (its stored row, or "camera down" when its capture failed).
+def publish_state(settings: Settings, at: float, stored: TickRow | None) -> None:
+    """Publish the state of the tick that ran at `at`: `stored`, the newest row it stored (its last confirmation frame,
+    if any), or "camera down" when its capture failed.
 
     Called once at the end of every tick. A tick that failed before storing anything (models, database)
     publishes nothing: the broker keeps the previous state until the next tick."""
@@ -83,15 +84,15 @@ def publish_state(settings: Settings, at: float) -> None:
         return
     try:
         with Store.open(settings.db_path) as store:
-            row, outage = store.last_tick(), store.camera_outage()
+            outage = store.camera_outage()
             listening = listener_crying(settings, store, at)
     except (StoreError, sqlite3.Error, OSError) as exc:
         log.warning("MQTT: state not published (the next tick tries again): %s", exc)
         return
-    if outage.failures and outage.last_ts == at:
+    if stored is not None:
+        state = row_state(stored, cry_threshold(settings))
+    elif outage.failures and outage.last_ts == at:
         state = camera_down_state(at, since_ts=outage.since_ts, failures=outage.failures)
-    elif row is not None and (row.ts == at or (row.confirms is not None and row.ts > at)):  # or its confirmation
-        state = row_state(row, cry_threshold(settings))
     else:
         return
     if listening is not None:  # the continuous listener hears more than the tick's clip: its episode decides

@@ -397,7 +397,7 @@ def test_an_episode_and_its_alert_land_together_and_an_open_one_is_closed_at_res
     with Store.open(tmp_path / "bilbo.sqlite3") as store:
         alert = Alert(kind="cry", caption="Baby is crying", photo_path=None, created_ts=100.0)
         episode = CryEpisode(start_ts=98.0, onset_ts=100.0, last_ts=100.0, peak_probability=0.9,
-                                      peak_dbfs=-20.0)  # fmt: skip
+                             peak_dbfs=-20.0)  # fmt: skip
         stored = store.start_episode(episode, alert)
         assert stored.alert_id == store.pending_alerts()[0].id and store.open_episode() == stored
         store.update_episode(CryEpisode(**{**stored.__dict__, "last_ts": 130.0}))
@@ -416,15 +416,16 @@ def test_the_ticks_mqtt_state_says_crying_while_the_listener_hears_an_episode(tm
                              mqtt_host="127.0.0.1", mqtt_port=mq.port)  # fmt: skip
     now = time.time()
     with Store.open(settings.db_path) as store:
-        store.insert_tick(replace(_tick_row(now), cry_probability=0.01, dbfs=-50.0))  # the tick's clip: quiet
+        tick = replace(_tick_row(now), cry_probability=0.01, dbfs=-50.0)  # the tick's clip: quiet
+        tick = replace(tick, id=store.insert_tick(tick))
         episode = CryEpisode(start_ts=now - 20, onset_ts=now - 18, last_ts=now - 1, peak_probability=0.99,
-                                      peak_dbfs=-20.0)  # fmt: skip
+                             peak_dbfs=-20.0)  # fmt: skip
         store.start_episode(episode, None)
     _beat(settings, heard_ago=1, now=now, state=heartbeat.LISTENING, reason="")
-    publish_state(settings, at=now)
+    publish_state(settings, now, tick)
     assert retained(mq, "bilbo/state", expect=1)["bilbo/state"].json()["crying"] is True
     _beat(settings, heard_ago=300, now=now)  # a silent listener's open episode says nothing: the tick's clip decides
-    publish_state(settings, at=now)
+    publish_state(settings, now, tick)
     assert retained(mq, "bilbo/state", expect=1)["bilbo/state"].json()["crying"] is False
 
 
