@@ -164,10 +164,12 @@ class Cascade:
         logits = self._infer("eyes", pp.normalise(pp.with_mirror(np.stack(eye_images_u8))))
         return pp.mean_over_mirror(pp.softmax(logits)[:, 1])
 
-    def eyes(self, frame_bgr: np.ndarray, face_box: pp.Box, eye_points: tuple | None = None) -> tuple[str, float]:
-        """The eye verdict: each eye cut upright at its centre (eye_points) when EYE_CUT is "points", else at fixed
-        places in the box."""
-        if eye_points is not None and EYE_CUT == "points":
+    def eyes(
+        self, frame_bgr: np.ndarray, face_box: pp.Box, eye_points: tuple | None = None, cut: str | None = None
+    ) -> tuple[str, float]:
+        """The eye verdict: each eye cut upright at its centre (eye_points) when the cut (default EYE_CUT) is
+        "points", else at fixed places in the box."""
+        if eye_points is not None and (cut or EYE_CUT) == "points":
             crops = pp.eye_pair(frame_bgr, face_box, eye_points)
         else:
             crops = [pp.eye_gray(frame_bgr, r) for r in pp.eye_regions(face_box)]

@@ -111,12 +111,14 @@ def test_an_eye_label_is_left_out_when_its_face_index_points_at_another_face():
     assert kept == [] and left_out == 2  # the label was decided on another face's eyes
 
 
-def test_the_eye_stage_alone_gets_the_true_eye_centres_when_the_cascade_takes_them():
+def test_the_eye_stage_alone_is_cut_at_the_true_eye_centres_when_the_cascade_takes_them():
+    """Also while the tick cuts by the box (EYE_CUT "box"): "the eye stage on the true eye points" must be that."""
     from train.evaluate_infant import eyes_on_truth
 
     class WithPoints:
-        def eyes(self, frame, face_box, eye_points=None):
-            return ("open", 0.9) if eye_points == ((3.0, 4.0), (7.0, 4.0)) else ("closed", 0.9)
+        def eyes(self, frame, face_box, eye_points=None, cut=None):
+            right = eye_points == ((3.0, 4.0), (7.0, 4.0)) and cut == "points"
+            return ("open", 0.9) if right else ("closed", 0.9)
 
     class BoxOnly:
         def eyes(self, frame, face_box):

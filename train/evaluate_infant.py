@@ -156,8 +156,8 @@ def eyes_on_truth(cascade: Cascade, frame: np.ndarray, truth: FaceTruth) -> tupl
     points = None
     if truth.left_eye is not None and truth.right_eye is not None:
         points = (tuple(truth.left_eye), tuple(truth.right_eye))
-    if points and "eye_points" in inspect.signature(cascade.eyes).parameters:
-        return (*cascade.eyes(frame, truth.box, eye_points=points), "true eye points")
+    if points and "cut" in inspect.signature(cascade.eyes).parameters:
+        return (*cascade.eyes(frame, truth.box, eye_points=points, cut="points"), "true eye points")
     return (*cascade.eyes(frame, truth.box), "true face box")
 
 
