@@ -199,3 +199,40 @@ def test_a_stage_of_several_members_answers_with_their_mean(kind):
     else:  # the tick's softmax of the output is the mean of the members' probabilities
         assert torch.allclose(got.softmax(1), torch.stack([o.softmax(1) for o in outs]).mean(0), atol=1e-6)
     assert not torch.allclose(outs[0], outs[1])  # the members differ, so the mean is not one of them
+
+
+def test_training_one_stage_keeps_the_other_stages_onnx_files_and_their_manifest_entries(tmp_path, monkeypatch):
+    """--stages face: presence and eyes are not retrained, and their files and fits stay as they were."""
+    import json
+
+    from train import datasets, vision
+
+    rng = np.random.default_rng(0)
+    sizes = {"presence": pp.PRESENCE_SIZE, "face": pp.FACE_SIZE, "eyes": pp.EYE_SIZE}
+    arrays = {}
+    for kind, size in sizes.items():
+        for split in ("train", "val"):
+            arrays[f"{kind}_{split}_x"] = rng.integers(0, 255, (4, size, size, 3), dtype=np.uint8)
+            arrays[f"{kind}_{split}_y"] = (
+                np.zeros((4, len(pp.FACE_TARGET)), np.float32) if kind == "face" else np.array([0, 1, 0, 1])
+            )
+    monkeypatch.setattr(datasets, "load_or_build", lambda data, cache, limit: arrays)
+    seen = {}
+
+    def export_and_evaluate(models, fits, arrays, out_dir, train_info, report, data_root):
+        seen.update(models=models, fits=fits)
+        return {"version": "x"}
+
+    monkeypatch.setattr(vision, "export_and_evaluate", export_and_evaluate)
+    (tmp_path / "presence.onnx").write_bytes(b"old")
+    (tmp_path / "eyes.onnx").write_bytes(b"old")
+    manifest = {"models": {k: {"training": {"best_epoch": 7}} for k in ("presence", "eyes")}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    vision.train_all(Path("unused"), tmp_path, quick=True, threads=1, report=None, stages=("face",))
+    assert seen["models"]["presence"] is None and seen["models"]["eyes"] is None
+    assert isinstance(seen["models"]["face"], torch.nn.Module)
+    assert seen["fits"]["eyes"]["best_epoch"] == 7 and "kept" in seen["fits"]["eyes"]["note"]
+    assert (tmp_path / "eyes.onnx").read_bytes() == b"old"
+    (tmp_path / "eyes.onnx").unlink()
+    with pytest.raises(SystemExit, match="eyes"):
+        vision.train_all(Path("unused"), tmp_path, quick=True, threads=1, report=None, stages=("face",))

@@ -2,6 +2,11 @@
 
     python -m train.vision [--data ../shared/data] [--out models/weights] [--threads 2] [--quick]
                            [--cache artifacts/vision_data.npz] [--weights imagenet.pth]
+                           [--stages face] [--device cuda]
+
+--stages trains only those stages; the others keep their ONNX files in --out (or come from --torch-out). --device
+cuda trains on a GPU where one is lent (the shipped weights are made on the CPU; augmentation draws the same
+random numbers either way, the arithmetic differs in the last bits).
 
 One readable loop for all three stages: data from train/datasets.py (cut with models/preprocess.py,
 the tick's own code), MobileNetV3-Small from scratch (or --weights, a torchvision ImageNet file
@@ -61,6 +66,7 @@ def _affine(x: torch.Tensor, g: torch.Generator, rotate: bool) -> tuple[torch.Te
     theta[:, 0, 0], theta[:, 0, 1] = a * torch.cos(ang), -a * torch.sin(ang)
     theta[:, 1, 0], theta[:, 1, 1] = a * torch.sin(ang), a * torch.cos(ang)
     theta[:, :, 2] = t
+    theta = theta.to(x.device)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, padding_mode="border", align_corners=False), theta
 
@@ -84,9 +90,12 @@ def _face_geometry(y: torch.Tensor, flip: torch.Tensor, theta: torch.Tensor, siz
 
 
 def augment(x: torch.Tensor, y: torch.Tensor, kind: str, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    n = len(x)
-    r = lambda: torch.rand(n, 1, 1, 1, generator=g)  # noqa: E731
-    flip = torch.rand(n, generator=g) < 0.5
+    """Augment a batch where it lies (CPU or GPU); the random numbers come from the CPU generator g either way, so
+    a seed gives the same augmentation on both."""
+    n, dev = len(x), x.device
+    r = lambda: torch.rand(n, 1, 1, 1, generator=g).to(dev)  # noqa: E731
+    y = y.to(dev)
+    flip = (torch.rand(n, generator=g) < 0.5).to(dev)
     x = torch.where(flip[:, None, None, None], x.flip(-1), x)
     x, theta = _affine(x, g, rotate=kind != "face")  # the face crops were turned when they were cut
     if kind == "face":
@@ -97,16 +106,17 @@ def augment(x: torch.Tensor, y: torch.Tensor, kind: str, g: torch.Generator) -> 
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = (x - mean) * (1 + AUG["contrast"] * (2 * r() - 1)) + mean
     if kind != "eyes":
-        gray = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True).expand_as(x)
+        luma = torch.tensor([0.299, 0.587, 0.114], device=dev).view(1, 3, 1, 1)
+        gray = (x * luma).sum(1, keepdim=True).expand_as(x)
         x = torch.where(r() < AUG["gray_p"], gray, x)
-    x = x + torch.randn(x.shape, generator=g) * AUG["noise_sd"] * r()
+    x = x + torch.randn(x.shape, generator=g).to(dev) * AUG["noise_sd"] * r()
     blurred = F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
     x = torch.where(r() < AUG["blur_p"], blurred, x)
     h, w = x.shape[-2:]
     if kind == "eyes":
         x = _glasses(x, g)
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        flat = (x - mean) * (0.4 + 0.4 * r()) + mean + torch.randn(x.shape, generator=g) * 0.05
+        flat = (x - mean) * (0.4 + 0.4 * r()) + mean + torch.randn(x.shape, generator=g).to(dev) * 0.05
         x = torch.where(r() < AUG["ir_p"], flat, x)
     occ = torch.rand(n, generator=g) < AUG["occlude_p"]
     for i in torch.nonzero(occ).flatten().tolist():
@@ -122,7 +132,9 @@ def augment(x: torch.Tensor, y: torch.Tensor, kind: str, g: torch.Generator) -> 
 def _glasses(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """Eye crops: bright round glints and dark frame bars, as infrared glasses produce them."""
     n, _c, h, w = x.shape
-    yy, xx = torch.meshgrid(torch.arange(h).float(), torch.arange(w).float(), indexing="ij")
+    yy, xx = torch.meshgrid(
+        torch.arange(h, device=x.device).float(), torch.arange(w, device=x.device).float(), indexing="ij"
+    )
     u = lambda: float(torch.rand(1, generator=g))  # noqa: E731
     for i in range(n):
         if u() < AUG["glint_p"]:
@@ -148,15 +160,21 @@ def _float01(x_u8: np.ndarray) -> torch.Tensor:
 
 
 def _norm(x01: torch.Tensor) -> torch.Tensor:
-    mean, std = torch.tensor(pp.MEAN).view(1, 3, 1, 1), torch.tensor(pp.STD).view(1, 3, 1, 1)
+    mean = torch.tensor(pp.MEAN, device=x01.device).view(1, 3, 1, 1)
+    std = torch.tensor(pp.STD, device=x01.device).view(1, 3, 1, 1)
     return (x01 - mean) / std
 
 
 def predict(model: torch.nn.Module, x_u8: np.ndarray) -> torch.Tensor:
+    """The model's outputs (on the CPU) for uint8 inputs, run on whichever device holds the model."""
     model.eval()
+    device = next(model.parameters()).device
     with torch.no_grad():
         return torch.cat(
-            [model(torch.from_numpy(pp.normalise(to_u8_rgb(x_u8[i : i + 256])))) for i in range(0, len(x_u8), 256)]
+            [
+                model(torch.from_numpy(pp.normalise(to_u8_rgb(x_u8[i : i + 256]))).to(device)).cpu()
+                for i in range(0, len(x_u8), 256)
+            ]
         )
 
 
@@ -164,12 +182,12 @@ def predict(model: torch.nn.Module, x_u8: np.ndarray) -> torch.Tensor:
 def face_heat_target(y: torch.Tensor, cells: int, size: int) -> torch.Tensor:
     """(N, cells, cells) Gaussian at each face centre (1 at its own cell), sigma a sixth of the face in cells."""
     stride = size / cells
-    grid = (torch.arange(cells, dtype=torch.float32) + 0.5).view(1, 1, cells)
+    grid = (torch.arange(cells, dtype=torch.float32, device=y.device) + 0.5).view(1, 1, cells)
     cx, cy = (y[:, 1] / stride).view(-1, 1, 1), (y[:, 2] / stride).view(-1, 1, 1)
     sigma = (torch.maximum(y[:, 3], y[:, 4]) / stride / 6).clamp(min=0.5).view(-1, 1, 1)
     heat = torch.exp(-((grid - cx) ** 2 + (grid.transpose(1, 2) - cy) ** 2) / (2 * sigma**2))
     ix, iy = (y[:, 1] / stride).long().clamp(0, cells - 1), (y[:, 2] / stride).long().clamp(0, cells - 1)
-    heat[torch.arange(len(y)), iy, ix] = 1.0
+    heat[torch.arange(len(y), device=y.device), iy, ix] = 1.0
     return heat * (y[:, 0] > 0.5).float().view(-1, 1, 1)
 
 
@@ -219,7 +237,7 @@ def make_loss(kind: str, y_train: np.ndarray):
         return face_loss
     freq = np.bincount(y_train, minlength=2).astype(np.float64)
     weight = torch.tensor(freq.sum() / (2 * np.maximum(freq, 1)), dtype=torch.float32)
-    return lambda out, y: F.cross_entropy(out, y, weight=weight)
+    return lambda out, y: F.cross_entropy(out, y, weight=weight.to(out.device))
 
 
 # ---- the loop -------------------------------------------------------------------------------------
@@ -234,13 +252,15 @@ def fit(
     weights: str | None = None,
     epoch_hook=None,
     seed: int = SEED,
+    device: str = "cpu",
 ) -> tuple[torch.nn.Module, dict]:
-    """Train one network; returns the model holding the best validation epoch's weights.
+    """Train one network; returns the model (on the CPU) holding the best validation epoch's weights.
 
-    epoch_hook(model, epoch) runs after each epoch's training (tests use it to spoil an epoch)."""
+    epoch_hook(model, epoch) runs after each epoch's training (tests use it to spoil an epoch). device: where the
+    network trains ("cuda" where there is one); augmentation and its random numbers stay on the CPU either way."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    model = build_member(kind, weights)
+    model = build_member(kind, weights).to(device)
     loss_fn = make_loss(kind, ytr)
     ytr_t, yva_t = torch.from_numpy(ytr), torch.from_numpy(yva)
     opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
@@ -256,7 +276,7 @@ def fit(
             idx = np.sort(order[i : i + BATCH])
             if len(idx) < 2:
                 continue
-            x, y = augment(_float01(xtr[idx]), ytr_t[idx], kind, g)
+            x, y = augment(_float01(xtr[idx]).to(device), ytr_t[idx], kind, g)
             loss = loss_fn(model(_norm(x)), y)
             opt.zero_grad()
             loss.backward()
@@ -275,20 +295,22 @@ def fit(
             tqdm.write(f"{kind}: early stop, best epoch {best_epoch + 1}")
             break
     model.load_state_dict(best)
-    model.eval()
+    model.to("cpu").eval()
     return model, {"best_epoch": best_epoch + 1, "best_val_loss": round(best_loss, 4), "val_loss_history": history}
 
 
-def fit_stage(kind: str, xtr, ytr, xva, yva, epochs: int, patience: int, weights: str | None = None):
+def fit_stage(
+    kind: str, xtr, ytr, xva, yva, epochs: int, patience: int, weights: str | None = None, device: str = "cpu"
+):
     """The network a stage ships as: MEMBERS[kind] networks from seeds SEED, SEED+1, ..., each kept at its own
     best validation epoch, averaged by MeanOfMembers; a one-member stage is one `fit`."""
     n = MEMBERS.get(kind, 1)
     if n == 1:
-        return fit(kind, xtr, ytr, xva, yva, epochs, patience, weights)
+        return fit(kind, xtr, ytr, xva, yva, epochs, patience, weights, device=device)
     members, infos = [], []
     for seed in range(SEED, SEED + n):
         tqdm.write(f"{kind}: member {seed - SEED + 1}/{n} (seed {seed})")
-        model, info = fit(kind, xtr, ytr, xva, yva, epochs, patience, weights, seed=seed)
+        model, info = fit(kind, xtr, ytr, xva, yva, epochs, patience, weights, seed=seed, device=device)
         members.append(model)
         infos.append(info)
     ensemble = MeanOfMembers(members).eval()
@@ -337,6 +359,8 @@ def export_and_evaluate(models: dict, fits: dict, arrays: dict, out_dir: Path, t
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for kind, model in models.items():
+        if model is None:
+            continue  # a stage not trained in this run keeps its ONNX file in out_dir
         path = out_dir / f"{kind}.onnx"
         export_onnx(model, INPUT_SIZES[kind], path)
         diff = onnx_max_diff(model, path, arrays[f"{kind}_val_x"][:16])
@@ -356,8 +380,10 @@ def train_all(
     report: Path | None = Path("train/reports"),
     torch_out: Path | None = None,
     stages: tuple[str, ...] = ("presence", "face", "eyes"),
+    device: str = "cpu",
 ) -> dict:
-    """Train `stages`; any other stage is loaded from torch_out (a previous run of this command)."""
+    """Train `stages`; any other stage is loaded from torch_out (a previous run of this command) where it holds the
+    stage's state dict, else its ONNX file and manifest entry in out_dir are kept as they are."""
     from train import datasets
 
     cfg = QUICK if quick else FULL
@@ -366,6 +392,13 @@ def train_all(
     arrays = datasets.load_or_build(data_root, cache, cfg["limit"])
     models, fits = {}, {}
     for kind in ("presence", "face", "eyes"):
+        if kind not in stages and not (torch_out is not None and (torch_out / f"{kind}.pt").is_file()):
+            if not (out_dir / f"{kind}.onnx").is_file():
+                raise SystemExit(f"{kind} is not trained in this run and {out_dir / kind}.onnx does not exist")
+            models[kind] = None
+            fits[kind] = json.loads((out_dir / "manifest.json").read_text())["models"][kind].get("training", {})
+            fits[kind]["note"] = f"kept from the ONNX file already in {out_dir}"
+            continue
         if kind not in stages:
             models[kind] = build(kind)
             models[kind].load_state_dict(torch.load(torch_out / f"{kind}.pt", map_location="cpu"))
@@ -383,6 +416,7 @@ def train_all(
             cfg["epochs"][kind],
             cfg["patience"],
             weights,
+            device,
         )
         if torch_out is not None:  # the trained state dicts, for exporting elsewhere (--from-torch)
             torch_out.mkdir(parents=True, exist_ok=True)
@@ -393,6 +427,7 @@ def train_all(
     train_info = {
         "wall_time_s": round(time.time() - start, 1),
         "torch_threads": threads,
+        "device": device,
         "torch_version": torch.__version__,
         "init": f"ImageNet file {weights}" if weights else "from scratch (random init, no download)",
         "seed": SEED,
@@ -441,6 +476,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--torch-out", type=Path, default=None, help="also save the trained torch state dicts here")
     ap.add_argument("--stages", default="presence,face,eyes", help="stages to train; others come from --torch-out")
     ap.add_argument("--from-torch", type=Path, default=None, help="skip training: export + evaluate saved state dicts")
+    ap.add_argument(
+        "--device", default="cpu", help="where the networks train: cpu (default) or cuda, where there is one"
+    )
     args = ap.parse_args(argv)
     if args.from_torch:
         result = from_torch(args.from_torch, args.data, args.out, args.cache, args.report)
@@ -455,6 +493,7 @@ def main(argv: list[str] | None = None) -> int:
             args.report,
             args.torch_out,
             tuple(args.stages.split(",")),
+            args.device,
         )
     m = result["manifest"]
     if m is None:
