@@ -65,6 +65,13 @@ class Connection:
         with self._write():
             yield
 
+    def _read(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+        """Rows of one query; a broken or locked file raises StoreError (one line), never a raw sqlite3 error."""
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"database {self.path} could not be read: {exc}") from None
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction: all of it lands or none of it does. Inside `atomic` it joins that transaction."""

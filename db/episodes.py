@@ -13,7 +13,7 @@ import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
-from db.connection import Connection, StoreError
+from db.connection import Connection
 from db.records import Alert, CryEpisode
 from db.rows import EPISODE_COLUMNS, import_alert, queue_alert
 
@@ -91,15 +91,13 @@ class EpisodeQueries(Connection):
 
     def open_episode(self) -> CryEpisode | None:
         """The episode going on now, if any (the newest one not ended)."""
-        rows = self._episode_rows(
-            f"SELECT {EPISODE_COLUMNS} FROM cry_episodes WHERE end_ts IS NULL ORDER BY id DESC LIMIT 1"
-        )
+        rows = self._read(f"SELECT {EPISODE_COLUMNS} FROM cry_episodes WHERE end_ts IS NULL ORDER BY id DESC LIMIT 1")
         return _from_sql(rows[0]) if rows else None
 
     def episodes_between(self, start_ts: float, end_ts: float) -> list[CryEpisode]:
         """Episodes that overlap [start_ts, end_ts), oldest first (an open one overlaps everything after its start):
         what the dashboard's timeline draws as "crying from … to …"."""
-        rows = self._episode_rows(
+        rows = self._read(
             f"SELECT {EPISODE_COLUMNS} FROM cry_episodes WHERE start_ts < ? AND coalesce(end_ts, last_ts) >= ? "
             "ORDER BY start_ts",
             (end_ts, start_ts),
@@ -111,9 +109,3 @@ class EpisodeQueries(Connection):
         again", `listener.health`) in the shared outbox; returns it with its id."""
         with self._write() as conn:
             return replace(alert, id=queue_alert(conn, alert))
-
-    def _episode_rows(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
-        try:
-            return self._conn.execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"database {self.path} could not be read: {exc}") from None

@@ -7,12 +7,11 @@ the future, and such a row must not stay "the latest" (clock_skew.py).
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from db.connection import Connection, StoreError
+from db.connection import Connection
 from db.records import Alert, CameraOutage, CaptureFailure, TickRow
 from db.rows import (
     MAX_UNCONFIRMED,
@@ -253,14 +252,11 @@ class TickQueries(Connection):
         """The capture failures since the newest stored tick (all of them before the first tick ever).
 
         Raises StoreError (not a raw sqlite3 error) so a tick that failed already can log one line and go on."""
-        try:
-            summary = self._conn.execute(
-                "SELECT count(*) AS failures, min(ts) AS since_ts, max(ts) AS last_ts, "
-                "count(alert_id) AS alerts, min(camera) AS camera FROM capture_failures"
-            ).fetchone()
-            newest = self._conn.execute("SELECT reason FROM capture_failures ORDER BY id DESC LIMIT 1").fetchone()
-        except sqlite3.Error as exc:
-            raise StoreError(f"database {self.path} could not be read: {exc}") from None
+        summary = self._read(
+            "SELECT count(*) AS failures, min(ts) AS since_ts, max(ts) AS last_ts, "
+            "count(alert_id) AS alerts, min(camera) AS camera FROM capture_failures"
+        )[0]
+        newest = next(iter(self._read("SELECT reason FROM capture_failures ORDER BY id DESC LIMIT 1")), None)
         return CameraOutage(
             failures=summary["failures"],
             since_ts=summary["since_ts"],
