@@ -168,7 +168,8 @@ def is_complete_jpeg(data: bytes) -> bool:
     return data[:3] == b"\xff\xd8\xff" and data.rstrip(b"\x00").endswith(b"\xff\xd9")
 
 
-# ffmpeg stderr fragment (lower-case) -> what it means, in the order they are tried.
+# ffmpeg stderr fragment (lower-case) -> what it means, in the order they are tried. A fragment matches whole
+# words only: "403" must not match the port in "127.0.0.1:40379/nope: ... 404 Not Found".
 _STDERR_MEANINGS: Sequence[tuple[tuple[str, ...], str]] = (
     (("connection refused",), "refused the connection (is the camera on and the port right?)"),
     (("401", "unauthorized"), "rejected the user name or password (401 Unauthorized)"),
@@ -205,7 +206,7 @@ def explain_ffmpeg_failure(stderr: str, secrets: Sequence[str] = ()) -> str:
     errors = error_lines(stderr)
     lowered = "\n".join(errors).lower()
     for fragments, meaning in _STDERR_MEANINGS:
-        if any(fragment in lowered for fragment in fragments):
+        if any(re.search(rf"\b{re.escape(fragment)}\b", lowered) for fragment in fragments):
             return meaning
     return (
         f"made ffmpeg fail: {redact_text(errors[-1], secrets)[:200]}" if errors else "made ffmpeg exit without a frame"

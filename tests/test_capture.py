@@ -203,6 +203,24 @@ def test_a_password_with_spaces_quotes_and_tabs_never_reaches_a_source_or_an_err
             assert piece not in message, message
 
 
+@pytest.mark.parametrize(
+    ("status_line", "meaning"),
+    [
+        ("404 Not Found", "has no stream at this path (404 Not Found)"),
+        ("401 Unauthorized", "rejected the user name or password (401 Unauthorized)"),
+        ("403 Forbidden", "refused access to the stream (403 Forbidden)"),
+    ],
+)
+@pytest.mark.parametrize("port", [40379, 40412, 14040, 4401])
+def test_a_status_code_is_read_from_ffmpegs_words_not_from_the_port_in_the_url(port, status_line, meaning):
+    """ffmpeg quotes the URL in its error line; a port like 40379 once made a 404 read as "403 Forbidden"."""
+    stderr = (
+        f"[rtsp @ 0x55] [error] method DESCRIBE failed: {status_line}\n"
+        f"[in#0 @ 0x56] [error] Error opening input: rtsp://127.0.0.1:{port}/nope: Server returned {status_line}\n"
+    )
+    assert explain_ffmpeg_failure(stderr) == meaning
+
+
 def test_ffmpegs_own_words_are_redacted_with_the_urls_password():
     """ffmpeg quotes the URL as given, and a password with a space or quote has no end a pattern can find."""
     url = f"rtsp://nanny:{PECULIAR_PASSWORD}@cam.local/s1"
