@@ -66,10 +66,10 @@ def test_a_password_with_spaces_quotes_and_tabs_reaches_no_log_row_backup_endpoi
     down = run_tick(
         data_dir, "--once", "--at", "2026-11-21T03:04:00", BILBO_CAMERA_URL=camera.replace("/cam", "/nope"), **env
     )
-    assert down.returncode == 1 and "404" in down.stderr
+    assert down.returncode == 1 and "404 Not Found" in down.stderr
 
     [alert] = bot_api.delivered()
-    assert "404" in alert and "/nope" in alert  # the camera alert went out, saying what failed
+    assert "404 Not Found" in alert and "/nope" in alert  # the camera alert went out, saying what failed
     with closing(sqlite3.connect(data_dir / "bilbo.sqlite3")) as db:
         tables = "\n".join(db.iterdump())  # every stored text: ticks, failures, alerts, outbox
     settings = load_settings(None, environ={"BILBO_DATA_DIR": str(data_dir)}, dashboard_port=free_port())
