@@ -201,12 +201,8 @@ def test_a_stage_of_several_members_answers_with_their_mean(kind):
     assert not torch.allclose(outs[0], outs[1])  # the members differ, so the mean is not one of them
 
 
-def test_training_one_stage_keeps_the_other_stages_onnx_files_and_their_manifest_entries(tmp_path, monkeypatch):
-    """--stages face: presence and eyes are not retrained, and their files and fits stay as they were."""
-    import json
-
-    from train import datasets, vision
-
+def _four_random_inputs_per_stage() -> dict[str, np.ndarray]:
+    """train.datasets.load_or_build's arrays, four random inputs per stage and split, for runs that test plumbing."""
     rng = np.random.default_rng(0)
     sizes = {"presence": pp.PRESENCE_SIZE, "face": pp.FACE_SIZE, "eyes": pp.EYE_SIZE}
     arrays = {}
@@ -216,7 +212,16 @@ def test_training_one_stage_keeps_the_other_stages_onnx_files_and_their_manifest
             arrays[f"{kind}_{split}_y"] = (
                 np.zeros((4, len(pp.FACE_TARGET)), np.float32) if kind == "face" else np.array([0, 1, 0, 1])
             )
-    monkeypatch.setattr(datasets, "load_or_build", lambda data, cache, limit: arrays)
+    return arrays
+
+
+def test_training_one_stage_keeps_the_other_stages_onnx_files_and_their_manifest_entries(tmp_path, monkeypatch):
+    """--stages face: presence and eyes are not retrained, and their files and fits stay as they were."""
+    import json
+
+    from train import datasets, vision
+
+    monkeypatch.setattr(datasets, "load_or_build", lambda data, cache, limit: _four_random_inputs_per_stage())
     seen = {}
 
     def export_and_evaluate(models, fits, arrays, out_dir, train_info, report, data_root):
@@ -236,3 +241,25 @@ def test_training_one_stage_keeps_the_other_stages_onnx_files_and_their_manifest
     (tmp_path / "eyes.onnx").unlink()
     with pytest.raises(SystemExit, match="eyes"):
         vision.train_all(Path("unused"), tmp_path, quick=True, threads=1, report=None, stages=("face",))
+
+
+def test_epochs_on_the_command_line_change_only_the_stages_they_name(tmp_path, monkeypatch):
+    """--epochs face=3: the face stage trains 3 epochs, the others keep the configuration's, and the manifest's
+    training record says so."""
+    from train import datasets, vision
+
+    monkeypatch.setattr(datasets, "load_or_build", lambda data, cache, limit: _four_random_inputs_per_stage())
+    asked, recorded = {}, {}
+
+    def fit_stage(kind, xtr, ytr, xva, yva, epochs, patience, weights=None, device="cpu"):
+        asked[kind] = epochs
+        return torch.nn.Linear(1, 1), {"best_epoch": 1}
+
+    def export_and_evaluate(models, fits, arrays, out_dir, train_info, report, data_root):
+        recorded.update(train_info["epochs"])
+        return {"version": "x", "training": {"wall_time_s": 0}, "headline": {}}
+
+    monkeypatch.setattr(vision, "fit_stage", fit_stage)
+    monkeypatch.setattr(vision, "export_and_evaluate", export_and_evaluate)
+    assert vision.main(["--quick", "--out", str(tmp_path), "--report", str(tmp_path), "--epochs", "face=3"]) == 0
+    assert asked == recorded == {**vision.QUICK["epochs"], "face": 3}

@@ -381,12 +381,15 @@ def train_all(
     torch_out: Path | None = None,
     stages: tuple[str, ...] = ("presence", "face", "eyes"),
     device: str = "cpu",
+    epochs: dict[str, int] | None = None,
 ) -> dict:
     """Train `stages`; any other stage is loaded from torch_out (a previous run of this command) where it holds the
-    stage's state dict, else its ONNX file and manifest entry in out_dir are kept as they are."""
+    stage's state dict, else its ONNX file and manifest entry in out_dir are kept as they are. `epochs` overrides
+    the configuration's epochs for the stages it names."""
     from train import datasets
 
     cfg = QUICK if quick else FULL
+    cfg = {**cfg, "epochs": {**cfg["epochs"], **(epochs or {})}}
     torch.set_num_threads(threads)
     start = time.time()
     arrays = datasets.load_or_build(data_root, cache, cfg["limit"])
@@ -479,7 +482,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--device", default="cpu", help="where the networks train: cpu (default) or cuda, where there is one"
     )
+    ap.add_argument("--epochs", default="", help="e.g. face=32,eyes=12: epochs for these stages (default: FULL's)")
     args = ap.parse_args(argv)
+    epochs = {k: int(v) for k, v in (item.split("=") for item in args.epochs.split(",") if item)}
     if args.from_torch:
         result = from_torch(args.from_torch, args.data, args.out, args.cache, args.report)
     else:
@@ -494,6 +499,7 @@ def main(argv: list[str] | None = None) -> int:
             args.torch_out,
             tuple(args.stages.split(",")),
             args.device,
+            epochs,
         )
     m = result["manifest"]
     if m is None:
