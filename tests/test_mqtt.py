@@ -163,7 +163,10 @@ class Received:
 
 
 def retained(broker: Broker, *topics: str, expect: int, user: str = "", password: str = "") -> dict[str, Received]:
-    """Subscribe to `topics` (QoS 1) and collect what the broker holds, until `expect` topics arrived (5 s max)."""
+    """Subscribe to `topics` (QoS 1) and collect what the broker holds, until `expect` topics arrived (5 s max).
+
+    The first message per topic is kept: the broker replays what it holds on subscribing, before anything published
+    later, and a live publish in the 0.3 s after (a tick's state) must not replace it (it carries no retain flag)."""
     import paho.mqtt.client as mqtt
 
     got: dict[str, Received] = {}
@@ -173,7 +176,7 @@ def retained(broker: Broker, *topics: str, expect: int, user: str = "", password
     client.on_connect = lambda c, _u, _f, reason, _p: (
         c.subscribe([(t, 1) for t in topics]) if not reason.is_failure else None
     )
-    client.on_message = lambda _c, _u, m: got.__setitem__(m.topic, Received(m.payload.decode(), bool(m.retain), m.qos))
+    client.on_message = lambda _c, _u, m: got.setdefault(m.topic, Received(m.payload.decode(), bool(m.retain), m.qos))
     client.connect("127.0.0.1", broker.port, keepalive=10)
     deadline = time.monotonic() + 5
     while len(got) < expect and time.monotonic() < deadline:
