@@ -263,3 +263,12 @@ def test_epochs_on_the_command_line_change_only_the_stages_they_name(tmp_path, m
     monkeypatch.setattr(vision, "export_and_evaluate", export_and_evaluate)
     assert vision.main(["--quick", "--out", str(tmp_path), "--report", str(tmp_path), "--epochs", "face=3"]) == 0
     assert asked == recorded == {**vision.QUICK["epochs"], "face": 3}
+
+
+@pytest.mark.parametrize("bad", ["face", "face=0", "face=x", "ears=3"])
+def test_a_malformed_epochs_option_is_refused_with_a_line_that_says_the_form(bad, capsys):
+    from train import vision
+
+    with pytest.raises(SystemExit) as info:
+        vision.main(["--quick", "--epochs", bad])
+    assert info.value.code == 2 and "give STAGE=N" in capsys.readouterr().err

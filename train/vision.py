@@ -484,7 +484,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--epochs", default="", help="e.g. face=32,eyes=12: epochs for these stages (default: FULL's)")
     args = ap.parse_args(argv)
-    epochs = {k: int(v) for k, v in (item.split("=") for item in args.epochs.split(",") if item)}
+    epochs = {}
+    for item in filter(None, args.epochs.split(",")):
+        stage, _, count = item.partition("=")
+        if stage not in FULL["epochs"] or not count.isdigit() or int(count) < 1:
+            ap.error(f"--epochs {item!r}: give STAGE=N, a stage of {', '.join(FULL['epochs'])} and N >= 1")
+        epochs[stage] = int(count)
     if args.from_torch:
         result = from_torch(args.from_torch, args.data, args.out, args.cache, args.report)
     else:
