@@ -46,6 +46,7 @@ test: $(DEV) system-deps
 
 weights: $(DEV)
 	$(PY) -m train.vision --data ../shared/data --out models/weights
+	$(PY) -m train.eye_points --data ../shared/data --out models/weights
 
 cry-weights: $(DEV)
 	$(PY) -m train.cry --out models/weights

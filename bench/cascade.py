@@ -1,9 +1,9 @@
-"""Median latency of the three cascade stages, torch eager vs ONNX Runtime (the tick's backend), 2 threads.
+"""Median latency of the cascade's networks, torch eager vs ONNX Runtime (the tick's backend), 2 threads.
 
 `--threads 1` measures what the tick runs (models.cascade.THREADS: one thread opens and runs faster on 2 cores).
 
-Each stage gets the batch the tick gives it: one crop for presence and face, four for the eyes (two
-eye regions, each with its mirror image: models/preprocess.with_mirror).
+Each network gets the batch the tick gives it: one crop for presence, face and the eye finder (points, where the
+weights hold it), four for the eyes (two eye regions, each with its mirror image: models/preprocess.with_mirror).
 
     python bench/cascade.py [--weights models/weights] [--runs 200] [--quant] [--data ../shared/data --cache DIR]
 
@@ -27,11 +27,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.timing import median_ms
 from models import preprocess as pp
-from models.cascade import MODEL_FILES
+from models.cascade import MANIFEST, MODEL_FILES, OPTIONAL_FILES
 from models.networks import INPUT_SIZES
 
 THREADS = 2
-TICK_BATCH = {"presence": 1, "face": 1, "eyes": 4}
+TICK_BATCH = {"presence": 1, "face": 1, "points": 1, "eyes": 4}
+
+
+def stage_files(weights: Path) -> dict[str, str]:
+    """The networks the tick loads from `weights`: the three stages, and the eye finder where the manifest lists it."""
+    import json
+
+    listed = json.loads((weights / MANIFEST).read_text()).get("models", {})
+    return {**MODEL_FILES, **{k: f for k, f in OPTIONAL_FILES.items() if k in listed}}
 
 
 def ort_session(path: Path):
@@ -51,7 +59,7 @@ def latency(weights: Path, runs: int) -> dict:
 
     torch.set_num_threads(THREADS)
     out = {}
-    for kind, f in MODEL_FILES.items():
+    for kind, f in stage_files(weights).items():
         shape = (TICK_BATCH[kind], 3, INPUT_SIZES[kind], INPUT_SIZES[kind])
         x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
         model = build(kind).eval()
@@ -170,13 +178,15 @@ def _run(args) -> int:
     print(f"{'total':<10}{tt:>16.2f}{to:>16.2f}{tt / to:>9.1f}x")
     from models.cascade import ZOOM
 
-    face_passes = 2 if ZOOM > 0 else 1  # the face stage looks again, zoomed on the face it found
-    tick = lat["presence"]["ort_ms"] + face_passes * lat["face"]["ort_ms"] + lat["eyes"]["ort_ms"]
-    print(
-        f"the tick's cascade with onnxruntime (presence + {face_passes} face passes + both eyes with their mirrors): "
-        f"{tick:.2f} ms"
+    # the face stage looks again, zoomed on the face it found, only where no eye finder places the eyes
+    face_passes = 1 if "points" in lat or ZOOM <= 0 else 2
+    finder = lat["points"]["ort_ms"] if "points" in lat else 0.0
+    tick = lat["presence"]["ort_ms"] + face_passes * lat["face"]["ort_ms"] + finder + lat["eyes"]["ort_ms"]
+    parts = f"presence + {face_passes} face pass{'es' if face_passes > 1 else ''}" + (
+        " + eye finder" * ("points" in lat)
     )
-    size = sum((args.weights / f).stat().st_size for f in MODEL_FILES.values())
+    print(f"the tick's cascade with onnxruntime ({parts} + both eyes with their mirrors): {tick:.2f} ms")
+    size = sum((args.weights / f).stat().st_size for f in stage_files(args.weights).values())
     print(f"weights: {size / 1e6:.2f} MB")
     if not args.quant:
         return 0

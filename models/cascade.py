@@ -4,9 +4,10 @@ Weights and their manifest live in one folder (models/weights by default); `make
 rebuilds them (python -m train.vision). Preprocessing comes from models/preprocess.py, the same
 functions the training script uses.
 
-Face: the face stage gives the face box and both eye centres (dense maps decoded by preprocess.decode_face).
-Eyes: the eye model classifies ONE eye. The tick cuts the two eye regions at fixed face geometry inside the face
-box (preprocess.EYE_CENTRES; EYE_CUT below says why not yet at the predicted eye centres, preprocess.eye_pair),
+Face: the face stage gives the face box (dense maps decoded by preprocess.decode_face), then its eye finder
+(points.onnx, PointNet) both eye centres from the box's surroundings (preprocess.points_input / decode_points).
+Eyes: the eye model classifies ONE eye. The tick cuts each eye upright at its centre (preprocess.eye_pair); a weights
+folder without the eye finder cuts at fixed face geometry inside the face box (EYE_CUT below says why),
 each is classified, and the verdicts are combined by `combine_eyes`: "open" if either eye is confidently open,
 else "closed" if either is confidently closed, else "unknown".
 Why open wins: a region that misses its eye (head tilted, the face box a little off, one eye in the pillow or
@@ -31,6 +32,9 @@ from models import preprocess as pp
 from models.onnx_session import open_session
 
 MODEL_FILES = {"presence": "presence.onnx", "face": "face.onnx", "eyes": "eyes.onnx"}
+# The face stage's eye finder (python -m train.eye_points): loaded when the manifest lists it. Weights folders made
+# before it (and `train.vision --quick` test folders) run without it, cutting the eyes by the box.
+OPTIONAL_FILES = {"points": "points.onnx"}
 MANIFEST = "manifest.json"
 _REBUILD = "rebuild them with `make weights` (python -m train.vision --out models/weights)"
 
@@ -69,7 +73,7 @@ ZOOM = 2.5  # the face stage's second pass: a square of this many face sides aro
 # stage's eye centres, turned upright. Measured (eye verdict right, end to end): validation infants syrip 0.63 /
 # baby_photos 0.51 with "box", 0.68 / 0.76 with "points"; the sample camera's unseen frames 1.00 with "box", 0.84 with
 # "points", whose misses were confident "open" on sleeping babies: false wake alerts. The eye centres are too coarse
-# to trust yet (a median ~0.8 eye distances off on real infants), so the tick cuts by the box.
+# to trust yet (a median ~0.8 eye distances off on real infants), so without the eye finder the tick cuts by the box.
 EYE_CUT = "box"
 
 
@@ -88,6 +92,7 @@ class Cascade:
         self.presence_threshold = presence_threshold
         self.face_threshold = face_threshold
         self.eye_threshold = eye_threshold
+        self.eye_cut = "points" if "points" in sessions else EYE_CUT
 
     @classmethod
     def load(
@@ -106,6 +111,7 @@ class Cascade:
         try:
             manifest = json.loads(manifest_path.read_text())
             files = {k: manifest["models"][k]["file"] for k in MODEL_FILES}
+            files.update({k: manifest["models"][k]["file"] for k in OPTIONAL_FILES if k in manifest["models"]})
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"model manifest {manifest_path} is corrupt ({exc}); {_REBUILD}") from exc
         sessions = {k: _session(models_dir / f) for k, f in files.items()}
@@ -139,7 +145,11 @@ class Cascade:
         second pass held the face on syrip 0.71 vs 0.74 and baby_photos 0.83 vs 0.82, and made the eye verdict
         by predicted centres right on 0.76 vs 0.60 of baby_photos' faces."""
         face_box, p, eyes = self._face_pass(frame_bgr, box)
-        if p < self.face_threshold or ZOOM <= 0:
+        if p < self.face_threshold:
+            return face_box, p, eyes
+        if "points" in self._s:
+            return face_box, p, self.eye_points(frame_bgr, face_box)
+        if ZOOM <= 0:
             return face_box, p, eyes
         cx, cy = (face_box[0] + face_box[2]) / 2, (face_box[1] + face_box[3]) / 2
         half = ZOOM * max(face_box[2] - face_box[0], face_box[3] - face_box[1]) / 2
@@ -152,6 +162,12 @@ class Cascade:
         if p2 >= self.face_threshold and inside and pp.iou(box2, face_box) > 0.2:
             return box2, p, eyes2
         return face_box, p, eyes
+
+    def eye_points(self, frame_bgr: np.ndarray, face_box: pp.Box) -> tuple[tuple[float, float], tuple[float, float]]:
+        """(left eye, right eye) in frame pixels, found by the eye finder in the face box's surroundings."""
+        x, m = pp.points_input(frame_bgr, face_box)
+        left, right, _nose = pp.decode_points(self._infer("points", pp.normalise(x)[None])[0], m)
+        return left, right
 
     def face(self, frame_bgr: np.ndarray, box: tuple[int, int, int, int]) -> tuple[pp.Box, float]:
         """(face box in frame pixels, face-found probability) for the crop."""
@@ -167,9 +183,9 @@ class Cascade:
     def eyes(
         self, frame_bgr: np.ndarray, face_box: pp.Box, eye_points: tuple | None = None, cut: str | None = None
     ) -> tuple[str, float]:
-        """The eye verdict: each eye cut upright at its centre (eye_points) when the cut (default EYE_CUT) is
-        "points", else at fixed places in the box."""
-        if eye_points is not None and (cut or EYE_CUT) == "points":
+        """The eye verdict: each eye cut upright at its centre (eye_points) when the cut (default: "points" with the
+        eye finder, else EYE_CUT) is "points", else at fixed places in the box."""
+        if eye_points is not None and (cut or self.eye_cut) == "points":
             crops = pp.eye_pair(frame_bgr, face_box, eye_points)
         else:
             crops = [pp.eye_gray(frame_bgr, r) for r in pp.eye_regions(face_box)]

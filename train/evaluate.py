@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +22,7 @@ import cv2
 import numpy as np
 
 from models import preprocess as pp
-from models.cascade import MANIFEST, MODEL_FILES
+from models.cascade import MANIFEST, MODEL_FILES, OPTIONAL_FILES
 from models.networks import EYE_CLASSES, FACE_OUTPUTS, INPUT_SIZES, PRESENCE_CLASSES, WIDTH_MULT
 from train.intervals import bootstrap, wilson
 
@@ -379,11 +380,40 @@ def evaluate_and_write(
     return manifest
 
 
+def carried_stages(weights: Path) -> dict:
+    """The manifest entries of the optional stages (OPTIONAL_FILES: the eye finder, trained by its own command)
+    that `weights` holds with their files: kept when this module writes the three stages' manifest anew."""
+    path = weights / MANIFEST
+    if not path.is_file():
+        return {}
+    old = json.loads(path.read_text()).get("models", {})
+    return {k: old[k] for k, f in OPTIONAL_FILES.items() if k in old and (weights / f).is_file()}
+
+
+def carry_optional_stages(src: Path, dst: Path) -> None:
+    """Copy the optional stages' files and manifest entries from the weights in src to dst, where write_manifest
+    keeps them: a retrain trains the three stages and keeps the eye finder it had."""
+    carried = carried_stages(src)
+    if not carried:
+        return
+    dst.mkdir(parents=True, exist_ok=True)
+    for k in carried:
+        shutil.copy2(src / OPTIONAL_FILES[k], dst / OPTIONAL_FILES[k])
+    (dst / MANIFEST).write_text(json.dumps({"models": carried}, indent=1) + "\n")
+
+
+def weights_digest(weights: Path, stages) -> str:
+    """A digest of the stages' files: the version names the weights by their content."""
+    files = [MODEL_FILES.get(k) or OPTIONAL_FILES[k] for k in stages]
+    return hashlib.sha256(b"".join((weights / f).read_bytes() for f in files)).hexdigest()[:8]
+
+
 def write_manifest(weights: Path, arrays, fits, train_info, results, headline, threshold, trained) -> dict:
-    """The version names the weights by their content (a digest of the three files) and the day they were made."""
+    """The version names the weights by their content (a digest of the stages' files) and the day they were made."""
     from train.datasets import counts
 
-    digest = hashlib.sha256(b"".join((weights / MODEL_FILES[k]).read_bytes() for k in MODEL_FILES)).hexdigest()[:8]
+    carried = carried_stages(weights)
+    digest = weights_digest(weights, [*MODEL_FILES, *carried])
     now = trained or datetime.now(UTC)
     n = counts(arrays)
     inputs = {
@@ -437,7 +467,7 @@ def write_manifest(weights: Path, arrays, fits, train_info, results, headline, t
         "command": "python -m train.vision --data ../shared/data --out models/weights",
         "training": train_info,
         "headline": headline,
-        "models": models,
+        "models": {**models, **carried},
     }
     (weights / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest

@@ -51,9 +51,10 @@ from dashboard.sessions import night_of  # the sleep log's night: 19:00 and 05:0
 from db.store import Store, TickRow
 from lockfile import TickLock
 from models import preprocess as pp
-from models.cascade import MANIFEST, MODEL_FILES, Cascade, ModelError
+from models.cascade import MANIFEST, MODEL_FILES, OPTIONAL_FILES, Cascade, ModelError
 from settings import DEFAULT_ENV_FILE, Settings, cli_settings
 from train import face_data
+from train.evaluate import carry_optional_stages
 
 HOLD_OUT_EVERY = 4  # the newest night and every 4th before it are held out
 VAL_MIN_NIGHTS = 6  # from this many nights on, night k % 4 == 2 (k = 0 newest) is validation (early stopping)
@@ -400,10 +401,12 @@ def install(settings: Settings, onnx_dir: Path, manifest: dict, backup_prefix: s
     models_dir = settings.models_dir
     backup = unique_dir(settings.data_dir / "retrain", f"{backup_prefix}-{datetime.now():%Y%m%d-%H%M%S}")
     backup.mkdir(parents=True)
-    for name in (*MODEL_FILES.values(), MANIFEST):
+    optional = [f for f in OPTIONAL_FILES.values() if (models_dir / f).is_file() or (onnx_dir / f).is_file()]
+    for name in (*MODEL_FILES.values(), *optional, MANIFEST):
         if (models_dir / name).is_file():
             shutil.copy2(models_dir / name, backup / name)
-    staged = {name: models_dir / f".{name}.incoming" for name in (*MODEL_FILES.values(), MANIFEST)}
+    incoming = [f for f in optional if (onnx_dir / f).is_file()]
+    staged = {name: models_dir / f".{name}.incoming" for name in (*MODEL_FILES.values(), *incoming, MANIFEST)}
     try:
         for name, tmp in staged.items():  # whole files next to their targets (same filesystem), flushed to disk
             is_manifest = name == MANIFEST
@@ -470,6 +473,7 @@ def retrain(settings: Settings, shared: Path, quick: bool, threads: int, cache: 
     print("retrain: loading train.vision's base data from", shared, flush=True)
     base = datasets.load_or_build(shared, cache, 0.05 if quick else 1.0)
     base = cap_base(base, QUICK_BASE_CAP) if quick else base
+    carry_optional_stages(settings.models_dir, cand_dir)  # the eye finder is not retrained: the candidate keeps it
     cand_manifest = train_candidate(base, parent, cand_dir, shared, quick, threads)
     cand_manifest["version"] = cand_manifest["version"].replace("vision-", "retrain-", 1)
 
