@@ -336,6 +336,10 @@ def test_a_candidate_beating_spoiled_models_is_swapped_in_under_the_tick_lock_wi
     assert files(models, ONNX) == files(candidate, ONNX) and not list(models.glob(".*"))
     manifest = json.loads((models / "manifest.json").read_text())
     assert manifest == json.loads((candidate / "manifest.json").read_text())
+    # the eye finder is not retrained: the candidate carried it and its manifest entry, and it was swapped in with them
+    finder = (WEIGHTS / "points.onnx").read_bytes()
+    assert (candidate / "points.onnx").read_bytes() == finder and (models / "points.onnx").read_bytes() == finder
+    assert manifest["models"]["points"] == json.loads((WEIGHTS / "manifest.json").read_text())["models"]["points"]
     entry = manifest["retrain"]
     assert entry["promoted"] and entry["previous_version"] == old_version and entry["version"] == manifest["version"]
     assert entry["date"] and entry["human_labelled_frames"]["per_role"] == {"train": 80, "held_out": 40}

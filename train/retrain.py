@@ -501,7 +501,7 @@ def retrain(settings: Settings, shared: Path, quick: bool, threads: int, cache: 
             "skipped": dict(skipped),
         },
         "nights": {str(n): {"role": roles[n], "frames": sum(f.night == n for f in frames)} for n in sorted(roles)},
-        "examples": {k: v["training"]["parent_examples"] for k, v in cand_manifest["models"].items()},
+        "examples": {k: cand_manifest["models"][k]["training"]["parent_examples"] for k in MODEL_FILES},
         "candidate_headline": cand_manifest["headline"],
         "training": cand_manifest["training"],
         "gallery": str(report.with_name(report.stem + "-errors.png")),
