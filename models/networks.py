@@ -46,6 +46,20 @@ def build_classifier(n_classes: int = 2, weights: str | None = None) -> nn.Modul
     return m
 
 
+def _mix(width: int) -> nn.Sequential:
+    """Two depthwise-separable 3x3 convolutions over a dense head's summed features (the face maps, the eye maps)."""
+    return nn.Sequential(
+        nn.Conv2d(width, width, 3, padding=1, groups=width),
+        nn.Conv2d(width, width, 1),
+        nn.BatchNorm2d(width),
+        nn.Hardswish(),
+        nn.Conv2d(width, width, 3, padding=1, groups=width),
+        nn.Conv2d(width, width, 1),
+        nn.BatchNorm2d(width),
+        nn.Hardswish(),
+    )
+
+
 class FaceNet(nn.Module):
     """Dense face finder (CenterNet-style) on the MobileNetV3-Small backbone: the stride-32 features, upsampled and
     added to the stride-16 ones, give per cell of a 16 px grid a face-centre logit, the centre's offset in the cell,
@@ -65,16 +79,7 @@ class FaceNet(nn.Module):
             c32 = self.to32(c16)
         self.lat16 = nn.Conv2d(c16.shape[1], width, 1)
         self.lat32 = nn.Conv2d(c32.shape[1], width, 1)
-        self.mix = nn.Sequential(
-            nn.Conv2d(width, width, 3, padding=1, groups=width),
-            nn.Conv2d(width, width, 1),
-            nn.BatchNorm2d(width),
-            nn.Hardswish(),
-            nn.Conv2d(width, width, 3, padding=1, groups=width),
-            nn.Conv2d(width, width, 1),
-            nn.BatchNorm2d(width),
-            nn.Hardswish(),
-        )
+        self.mix = _mix(width)
         self.out = nn.Conv2d(width, len(FACE_MAPS), 1)
         with torch.no_grad():
             self.out.bias.zero_()
@@ -107,16 +112,7 @@ class PointNet(nn.Module):
         self.lat8 = nn.Conv2d(c8.shape[1], width, 1)
         self.lat16 = nn.Conv2d(c16.shape[1], width, 1)
         self.lat32 = nn.Conv2d(c32.shape[1], width, 1)
-        self.mix = nn.Sequential(
-            nn.Conv2d(width, width, 3, padding=1, groups=width),
-            nn.Conv2d(width, width, 1),
-            nn.BatchNorm2d(width),
-            nn.Hardswish(),
-            nn.Conv2d(width, width, 3, padding=1, groups=width),
-            nn.Conv2d(width, width, 1),
-            nn.BatchNorm2d(width),
-            nn.Hardswish(),
-        )
+        self.mix = _mix(width)
         self.out = nn.Conv2d(width, len(POINTS), 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
