@@ -114,6 +114,12 @@ class Cascade:
             files.update({k: manifest["models"][k]["file"] for k in OPTIONAL_FILES if k in manifest["models"]})
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"model manifest {manifest_path} is corrupt ({exc}); {_REBUILD}") from exc
+        finder = manifest["models"].get("points", {})
+        if finder and finder.get("input_size", pp.POINTS_SIZE) != pp.POINTS_SIZE:
+            raise ModelError(
+                f"the eye finder in {models_dir} takes {finder['input_size']} px inputs and this code cuts "
+                f"{pp.POINTS_SIZE} px; {_REBUILD}"
+            )
         sessions = {k: _session(models_dir / f) for k, f in files.items()}
         if face_threshold is None:
             face_threshold = float(manifest["models"]["face"].get("threshold", 0.5))
