@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.timing import median_ms
 from models import preprocess as pp
-from models.cascade import MANIFEST, MODEL_FILES, OPTIONAL_FILES
+from models.cascade import MANIFEST, MODEL_FILES, listed_files
 from models.networks import INPUT_SIZES
 
 THREADS = 2
@@ -38,8 +38,7 @@ def stage_files(weights: Path) -> dict[str, str]:
     """The networks the tick loads from `weights`: the three stages, and the eye finder where the manifest lists it."""
     import json
 
-    listed = json.loads((weights / MANIFEST).read_text()).get("models", {})
-    return {**MODEL_FILES, **{k: f for k, f in OPTIONAL_FILES.items() if k in listed}}
+    return listed_files(json.loads((weights / MANIFEST).read_text()))
 
 
 def ort_session(path: Path):
@@ -182,9 +181,8 @@ def _run(args) -> int:
     face_passes = 1 if "points" in lat or ZOOM <= 0 else 2
     finder = lat["points"]["ort_ms"] if "points" in lat else 0.0
     tick = lat["presence"]["ort_ms"] + face_passes * lat["face"]["ort_ms"] + finder + lat["eyes"]["ort_ms"]
-    parts = f"presence + {face_passes} face pass{'es' if face_passes > 1 else ''}" + (
-        " + eye finder" * ("points" in lat)
-    )
+    parts = f"presence + {face_passes} face pass{'es' if face_passes > 1 else ''}"
+    parts += " + eye finder" if "points" in lat else ""
     print(f"the tick's cascade with onnxruntime ({parts} + both eyes with their mirrors): {tick:.2f} ms")
     size = sum((args.weights / f).stat().st_size for f in stage_files(args.weights).values())
     print(f"weights: {size / 1e6:.2f} MB")

@@ -39,6 +39,12 @@ MANIFEST = "manifest.json"
 _REBUILD = "rebuild them with `make weights` (python -m train.vision, then python -m train.eye_points)"
 
 
+def listed_files(manifest: dict) -> dict[str, str]:
+    """{network: its file} of a weights manifest: the three stages, and each optional one it lists."""
+    models = manifest["models"]
+    return {k: models[k]["file"] for k in (*MODEL_FILES, *(k for k in OPTIONAL_FILES if k in models))}
+
+
 class ModelError(RuntimeError):
     """Missing or corrupt weights; the message names the file and how to rebuild."""
 
@@ -110,8 +116,7 @@ class Cascade:
             raise ModelError(f"model manifest {manifest_path} is missing; {_REBUILD}")
         try:
             manifest = json.loads(manifest_path.read_text())
-            files = {k: manifest["models"][k]["file"] for k in MODEL_FILES}
-            files.update({k: manifest["models"][k]["file"] for k in OPTIONAL_FILES if k in manifest["models"]})
+            files = listed_files(manifest)
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"model manifest {manifest_path} is corrupt ({exc}); {_REBUILD}") from exc
         finder = manifest["models"].get("points", {})

@@ -135,10 +135,8 @@ def upright_eye(image: np.ndarray, eye: tuple[float, float], angle_deg: float, s
     infant's right eye to its left eye) is horizontal, i.e. the face reads upright; side x side frame pixels ->
     EYE_SIZE x EYE_SIZE x 3 uint8 gray with eye_gray's contrast stretch."""
     gray = to_gray(image)
-    k = EYE_SIZE / max(side, 1e-3)
-    m = cv2.getRotationMatrix2D((float(eye[0]), float(eye[1])), float(angle_deg), k)
-    m[:, 2] += (EYE_SIZE / 2 - eye[0], EYE_SIZE / 2 - eye[1])
-    interp = cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR
+    m = square_warp(eye, side, EYE_SIZE, angle_deg)
+    interp = cv2.INTER_AREA if side > EYE_SIZE else cv2.INTER_LINEAR
     crop = cv2.warpAffine(gray, m, (EYE_SIZE, EYE_SIZE), flags=interp, borderMode=cv2.BORDER_REPLICATE)
     return eye_gray(crop)
 
@@ -151,12 +149,11 @@ def eye_pair(image: np.ndarray, face_box: Box, eyes: tuple[tuple[float, float], 
     return [upright_eye(image, e, angle, side) for e in eyes]
 
 
-def points_warp(centre: tuple[float, float], side: float, angle_deg: float = 0.0) -> np.ndarray:
-    """The 2x3 affine map from frame pixels to the eye-point input: a square of `side` frame pixels about `centre`,
-    turned by angle_deg (training turns faces; the tick does not), scaled to POINTS_SIZE."""
-    k = POINTS_SIZE / max(side, 1e-3)
-    m = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), float(angle_deg), k)
-    m[:, 2] += (POINTS_SIZE / 2 - centre[0], POINTS_SIZE / 2 - centre[1])
+def square_warp(centre: tuple[float, float], side: float, size: int, angle_deg: float = 0.0) -> np.ndarray:
+    """The 2x3 affine map from frame pixels to a size x size input: a square of `side` frame pixels about `centre`,
+    turned by angle_deg (an eye turned upright; a face turned in training, never by the tick)."""
+    m = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), float(angle_deg), size / max(side, 1e-3))
+    m[:, 2] += (size / 2 - centre[0], size / 2 - centre[1])
     return m
 
 
@@ -172,7 +169,7 @@ def warp_rgb(frame_bgr: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
 def points_input(frame_bgr: np.ndarray, face_box: Box) -> tuple[np.ndarray, np.ndarray]:
     """(POINTS_SIZE RGB uint8 input, its frame -> input map) for the eye-point stage: the face box's surroundings."""
     x1, y1, x2, y2 = face_box
-    m = points_warp(((x1 + x2) / 2, (y1 + y2) / 2), POINTS_SPAN * max(x2 - x1, y2 - y1, 2.0))
+    m = square_warp(((x1 + x2) / 2, (y1 + y2) / 2), POINTS_SPAN * max(x2 - x1, y2 - y1, 2.0), POINTS_SIZE)
     return warp_rgb(frame_bgr, m, POINTS_SIZE), m
 
 

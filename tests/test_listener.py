@@ -68,13 +68,8 @@ def models_dir(tmp_path_factory) -> Path:
     """The shipped models, the cry rule's episode ending after END_AFTER_S quiet seconds (so a test sees an end)."""
     folder = tmp_path_factory.mktemp("models")
     shutil.copy(DEFAULT_MODELS_DIR / "cry.onnx", folder / "cry.onnx")
-    for vision in (
-        "presence.onnx",
-        "face.onnx",
-        "eyes.onnx",
-        "points.onnx",
-        "manifest.json",
-    ):  # for the tick a cry starts
+    # the vision models, for the tick a cry starts
+    for vision in ("presence.onnx", "face.onnx", "eyes.onnx", "points.onnx", "manifest.json"):
         shutil.copy(DEFAULT_MODELS_DIR / vision, folder / vision)
     manifest = json.loads((DEFAULT_MODELS_DIR / "cry.json").read_text())
     manifest["rule"] = {**CryRule.from_dict(manifest.get("rule")).to_dict(), "end_after_s": END_AFTER_S}

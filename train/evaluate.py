@@ -402,9 +402,8 @@ def carry_optional_stages(src: Path, dst: Path) -> None:
     (dst / MANIFEST).write_text(json.dumps({"models": carried}, indent=1) + "\n")
 
 
-def weights_digest(weights: Path, stages) -> str:
-    """A digest of the stages' files: the version names the weights by their content."""
-    files = [MODEL_FILES.get(k) or OPTIONAL_FILES[k] for k in stages]
+def weights_digest(weights: Path, files) -> str:
+    """A digest of the networks' files (in cascade order): the version names the weights by their content."""
     return hashlib.sha256(b"".join((weights / f).read_bytes() for f in files)).hexdigest()[:8]
 
 
@@ -413,7 +412,7 @@ def write_manifest(weights: Path, arrays, fits, train_info, results, headline, t
     from train.datasets import counts
 
     carried = carried_stages(weights)
-    digest = weights_digest(weights, [*MODEL_FILES, *carried])
+    digest = weights_digest(weights, [*MODEL_FILES.values(), *(OPTIONAL_FILES[k] for k in carried)])
     now = trained or datetime.now(UTC)
     n = counts(arrays)
     inputs = {

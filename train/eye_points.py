@@ -34,10 +34,11 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from models import preprocess as pp
-from models.cascade import MODEL_FILES, OPTIONAL_FILES
+from models.cascade import listed_files
 from models.networks import WIDTH_MULT, build_member
 from train import infant_data as idata
 from train.evaluate import weights_digest
+from train.vision import _float01, _norm, export_onnx, predict
 
 SEED = 0
 EPOCHS = 24  # the shipped finder's schedule (one-cycle over 24 epochs; its best validation epoch was 19)
@@ -135,7 +136,7 @@ def cut(img: np.ndarray, face: Face, rng: np.random.Generator | None, mirror: bo
         )
         side *= math.exp(rng.normal(0, BOX_LOG_SCALE_SD))
         angle = rng.uniform(-180, 180) if rng.random() < ANY_ANGLE_P else rng.normal(0, SMALL_ANGLE_SD)
-    m = pp.points_warp(centre, side, angle)
+    m = pp.square_warp(centre, side, pp.POINTS_SIZE, angle)
     x = pp.warp_rgb(img, m, pp.POINTS_SIZE)
     y = np.zeros((len(pp.POINTS), 3), np.float32)
     for i, p in enumerate(face.points):
@@ -235,20 +236,6 @@ def photometric(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return torch.where(r() < 0.25, blurred, x).clamp(0, 1)
 
 
-def _tensor(x_u8: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(x_u8, -1, 1))).float() / 255.0
-
-
-def _norm(x01: torch.Tensor) -> torch.Tensor:
-    return (x01 - torch.tensor(pp.MEAN).view(1, 3, 1, 1)) / torch.tensor(pp.STD).view(1, 3, 1, 1)
-
-
-def predict(model: torch.nn.Module, x_u8: np.ndarray) -> torch.Tensor:
-    model.eval()
-    with torch.no_grad():
-        return torch.cat([model(torch.from_numpy(pp.normalise(x_u8[i : i + 256]))) for i in range(0, len(x_u8), 256)])
-
-
 def fit(train: dict, val: dict, epochs: int, patience: int = PATIENCE, seed: int = SEED):
     """The network at its best validation epoch (copy.deepcopy of that epoch's weights) and its training record."""
     torch.manual_seed(seed)
@@ -267,7 +254,7 @@ def fit(train: dict, val: dict, epochs: int, patience: int = PATIENCE, seed: int
             idx = np.sort(order[i : i + BATCH])
             if len(idx) < 2:
                 continue
-            loss = loss_fn(model(_norm(photometric(_tensor(train["x"][idx]), g))), ytr[idx])
+            loss = loss_fn(model(_norm(photometric(_float01(train["x"][idx]), g))), ytr[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -310,8 +297,6 @@ def counts(part: dict) -> dict[str, int]:
 # ---- export -------------------------------------------------------------------------------------------------
 def export(model: torch.nn.Module, out_dir: Path, record: dict) -> None:
     """points.onnx (checked against torch) and its manifest entry; the other stages' entries are kept."""
-    from train.vision import export_onnx
-
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "points.onnx"
     export_onnx(model, pp.POINTS_SIZE, path)
@@ -339,7 +324,7 @@ def export(model: torch.nn.Module, out_dir: Path, record: dict) -> None:
         **record,
     }
     now = dt.datetime.now(dt.UTC)
-    digest = weights_digest(out_dir, [k for k in manifest["models"] if k in MODEL_FILES or k in OPTIONAL_FILES])
+    digest = weights_digest(out_dir, listed_files(manifest).values())
     manifest["version"] = f"vision-{now:%Y%m%d}-{digest}" + (
         "-quick" if "-quick" in manifest.get("version", "") else ""
     )
