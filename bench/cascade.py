@@ -28,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.timing import median_ms
 from models import preprocess as pp
 from models.cascade import MANIFEST, MODEL_FILES, listed_files
-from models.networks import INPUT_SIZES
 
 THREADS = 2
 TICK_BATCH = {"presence": 1, "face": 1, "points": 1, "eyes": 4}
@@ -59,7 +58,7 @@ def latency(weights: Path, runs: int) -> dict:
     torch.set_num_threads(THREADS)
     out = {}
     for kind, f in stage_files(weights).items():
-        shape = (TICK_BATCH[kind], 3, INPUT_SIZES[kind], INPUT_SIZES[kind])
+        shape = (TICK_BATCH[kind], 3, pp.INPUT_SIZES[kind], pp.INPUT_SIZES[kind])
         x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
         model = build(kind).eval()
         xt = torch.from_numpy(x)
@@ -202,7 +201,7 @@ def _run(args) -> int:
             ms = {}
             for k, p in paths.items():
                 sess = ort_session(p)
-                x = np.zeros((1, 3, INPUT_SIZES[k], INPUT_SIZES[k]), np.float32)
+                x = np.zeros((1, 3, pp.INPUT_SIZES[k], pp.INPUT_SIZES[k]), np.float32)
                 ms[k] = median_ms(lambda s=sess, x=x: s.run(None, {"input": x}), args.runs, warmup=10)
             mb = sum(p.stat().st_size for p in paths.values()) / 1e6
             print(

@@ -35,6 +35,7 @@ MODEL_FILES = {"presence": "presence.onnx", "face": "face.onnx", "eyes": "eyes.o
 # The face stage's eye finder (python -m train.eye_points): loaded when the manifest lists it. Weights folders made
 # before it (and `train.vision --quick` test folders) run without it, cutting the eyes by the box.
 OPTIONAL_FILES = {"points": "points.onnx"}
+STAGE_NAMES = {"presence": "presence model", "face": "face model", "eyes": "eye model", "points": "eye finder"}
 MANIFEST = "manifest.json"
 _REBUILD = "rebuild them with `make weights` (python -m train.vision, then python -m train.eye_points)"
 
@@ -119,12 +120,13 @@ class Cascade:
             files = listed_files(manifest)
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"model manifest {manifest_path} is corrupt ({exc}); {_REBUILD}") from exc
-        finder = manifest["models"].get("points", {})
-        if finder and finder.get("input_size", pp.POINTS_SIZE) != pp.POINTS_SIZE:
-            raise ModelError(
-                f"the eye finder in {models_dir} takes {finder['input_size']} px inputs and this code cuts "
-                f"{pp.POINTS_SIZE} px; {_REBUILD}"
-            )
+        for kind in files:
+            trained_at = manifest["models"][kind].get("input_size", pp.INPUT_SIZES[kind])
+            if trained_at != pp.INPUT_SIZES[kind]:
+                raise ModelError(
+                    f"the {STAGE_NAMES[kind]} in {models_dir} takes {trained_at} px inputs and this code cuts "
+                    f"{pp.INPUT_SIZES[kind]} px; {_REBUILD}"
+                )
         sessions = {k: _session(models_dir / f) for k, f in files.items()}
         if face_threshold is None:
             face_threshold = float(manifest["models"]["face"].get("threshold", 0.5))

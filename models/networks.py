@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision.models import mobilenet_v3_small
 
-from models.preprocess import EYE_SIZE, FACE_MAPS, FACE_SIZE, POINTS, POINTS_SIZE, PRESENCE_SIZE
+from models.preprocess import FACE_MAPS, FACE_SIZE, POINTS
 
 WIDTH_MULT = 0.5  # keeps each exported model around 1 MB
 # How many networks, trained alike from seeds SEED, SEED+1, ..., a stage ships as (their mean, one ONNX file).
@@ -19,7 +19,6 @@ MEMBERS = {"presence": 1, "face": 1, "eyes": 3}
 PRESENCE_CLASSES = ("not_present", "present")
 EYE_CLASSES = ("closed", "open")
 FACE_OUTPUTS = FACE_MAPS  # dense maps on the FACE_STRIDE grid (models/preprocess.py decodes them)
-INPUT_SIZES = {"presence": PRESENCE_SIZE, "face": FACE_SIZE, "eyes": EYE_SIZE, "points": POINTS_SIZE}
 
 
 def _backbone(weights: str | None = None) -> nn.Module:

@@ -92,6 +92,20 @@ def test_corrupt_or_missing_model_file_names_the_file(tmp_path):
         Cascade.load(tmp_path / "w")
 
 
+@pytest.mark.parametrize(
+    ("kind", "named"),
+    [("presence", "presence model"), ("face", "face model"), ("eyes", "eye model"), ("points", "eye finder")],
+)
+def test_a_network_made_for_another_input_size_is_refused_with_one_line(tmp_path, kind, named):
+    """A stale weights folder (trained before an input size changed) would fail every tick inside ONNX Runtime."""
+    shutil.copytree(WEIGHTS, tmp_path / "w")
+    manifest = json.loads((tmp_path / "w" / "manifest.json").read_text())
+    manifest["models"][kind]["input_size"] = pp.INPUT_SIZES[kind] + 32
+    (tmp_path / "w" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match=rf"{named} .* {pp.INPUT_SIZES[kind] + 32} px inputs .*make weights"):
+        Cascade.load(tmp_path / "w")
+
+
 def test_manifest_describes_the_shipped_weights():
     manifest = json.loads((WEIGHTS / "manifest.json").read_text())
     assert manifest["version"].startswith("vision-") and "quick" not in manifest["version"]

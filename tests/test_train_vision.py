@@ -61,7 +61,8 @@ def test_best_epoch_weights_are_kept_not_the_last():
 
 @pytest.mark.parametrize("kind", ["presence", "face", "eyes"])
 def test_onnx_export_matches_torch(tmp_path, kind):
-    from models.networks import INPUT_SIZES, build
+    from models.networks import build
+    from models.preprocess import INPUT_SIZES
     from train import vision
 
     model = build(kind).eval()
@@ -184,7 +185,8 @@ def test_cli_module_entry_point(tmp_path):
 def test_a_stage_of_several_members_answers_with_their_mean(kind):
     import torch
 
-    from models.networks import INPUT_SIZES, MeanOfMembers, build_member
+    from models.networks import MeanOfMembers, build_member
+    from models.preprocess import INPUT_SIZES
 
     torch.manual_seed(3)
     members = [build_member(kind).eval() for _ in range(3)]
@@ -272,3 +274,27 @@ def test_a_malformed_epochs_option_is_refused_with_a_line_that_says_the_form(bad
     with pytest.raises(SystemExit) as info:
         vision.main(["--quick", "--epochs", bad])
     assert info.value.code == 2 and "give STAGE=N" in capsys.readouterr().err
+
+
+def test_a_data_cache_cut_at_other_input_sizes_is_rebuilt_not_reused(tmp_path, monkeypatch):
+    """A cache made before an input size changed would train a network on inputs the tick never cuts."""
+    from train import datasets
+
+    def arrays(face_side: int) -> dict[str, np.ndarray]:
+        return {
+            "presence_train_x": np.zeros((2, pp.PRESENCE_SIZE, pp.PRESENCE_SIZE, 3), np.uint8),
+            "face_train_x": np.zeros((2, face_side, face_side, 3), np.uint8),
+            "eyes_train_x": np.zeros((0, 9, 9), np.uint8),  # an empty set has no side to check
+        }
+
+    monkeypatch.setattr(datasets, "SOURCES", ("syrip",))
+    built = []
+    monkeypatch.setattr(datasets, "build_source", lambda name, data, limit: built.append(name) or arrays(pp.FACE_SIZE))
+    np.savez(tmp_path / "syrip.npz", **arrays(pp.FACE_SIZE + 64))
+    merged = datasets.load_or_build(DATA, tmp_path)
+    assert built == ["syrip"]
+    assert merged["face_train_x"].shape[1] == pp.FACE_SIZE
+    with np.load(tmp_path / "syrip.npz") as z:
+        assert z["face_train_x"].shape[1] == pp.FACE_SIZE  # the rebuilt cache replaced the stale one
+    datasets.load_or_build(DATA, tmp_path)
+    assert built == ["syrip"]  # now it is reused

@@ -316,6 +316,15 @@ def _merge(chunks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([c[k] for c in chunks if k in c]) for k in keys}
 
 
+def _cut_at_input_sizes(arrays: dict[str, np.ndarray]) -> bool:
+    """Whether a cached source's inputs have the sides the code cuts now (a cache outlives a change of them)."""
+    return all(
+        len(arrays[key]) == 0 or arrays[key].shape[1] == pp.INPUT_SIZES[key.split("_")[0]]
+        for key in arrays
+        if key.endswith("_x")
+    )
+
+
 def load_or_build(data: Path, cache: Path | None = None, limit: float = 1.0) -> dict[str, np.ndarray]:
     """Every stage's train/val/test arrays, from cache_dir/{source}.npz where present (built and
     saved there otherwise). limit < 1 keeps a fraction of the sample camera and eye sets (quick runs)."""
@@ -325,8 +334,11 @@ def load_or_build(data: Path, cache: Path | None = None, limit: float = 1.0) -> 
         path = cache / f"{name}{f'-{limit}' if limited else ''}.npz" if cache is not None else None
         if path is not None and path.is_file():
             with np.load(path, allow_pickle=False) as z:
-                chunks.append({k: z[k] for k in z.files})
-            continue
+                cached = {k: z[k] for k in z.files}
+            if _cut_at_input_sizes(cached):
+                chunks.append(cached)
+                continue
+            print(f"{path} was cut at other input sizes than models/preprocess.py's: rebuilding it")
         arrays = build_source(name, data, limit)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)

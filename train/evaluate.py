@@ -23,7 +23,7 @@ import numpy as np
 
 from models import preprocess as pp
 from models.cascade import MANIFEST, MODEL_FILES, OPTIONAL_FILES
-from models.networks import EYE_CLASSES, FACE_OUTPUTS, INPUT_SIZES, PRESENCE_CLASSES, WIDTH_MULT
+from models.networks import EYE_CLASSES, FACE_OUTPUTS, PRESENCE_CLASSES, WIDTH_MULT
 from train.intervals import bootstrap, wilson
 
 EYE_MIN_VAL_COVERAGE = 0.95
@@ -427,7 +427,7 @@ def write_manifest(weights: Path, arrays, fits, train_info, results, headline, t
         models[k] = {
             "file": MODEL_FILES[k],
             "architecture": f"mobilenet_v3_small(width_mult={WIDTH_MULT}), {train_info['init']}",
-            "input_size": INPUT_SIZES[k],
+            "input_size": pp.INPUT_SIZES[k],
             "input": inputs[k],
             **({"outputs": list(FACE_OUTPUTS)} if k == "face" else {"classes": list(CLASSES[k])}),
             "mean": list(pp.MEAN),

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from models import preprocess as pp
-from models.networks import INPUT_SIZES, MEMBERS, MeanOfMembers, build, build_member
+from models.networks import MEMBERS, MeanOfMembers, build, build_member
 
 # ---- configuration -------------------------------------------------------------------------
 SEED = 0
@@ -362,7 +362,7 @@ def export_and_evaluate(models: dict, fits: dict, arrays: dict, out_dir: Path, t
         if model is None:
             continue  # a stage not trained in this run keeps its ONNX file in out_dir
         path = out_dir / f"{kind}.onnx"
-        export_onnx(model, INPUT_SIZES[kind], path)
+        export_onnx(model, pp.INPUT_SIZES[kind], path)
         diff = onnx_max_diff(model, path, arrays[f"{kind}_val_x"][:16])
         if diff > 1e-3:
             raise RuntimeError(f"{path}: ONNX output differs from torch by {diff}")
