@@ -50,6 +50,12 @@ def ort_session(path: Path):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
+def input_side(sess, kind: str) -> int:
+    """The square side an ONNX network takes (its own, which for an older weights folder may not be the code's)."""
+    side = sess.get_inputs()[0].shape[-1]
+    return side if isinstance(side, int) else pp.INPUT_SIZES[kind]
+
+
 def latency(weights: Path, runs: int) -> dict:
     import torch
 
@@ -58,8 +64,9 @@ def latency(weights: Path, runs: int) -> dict:
     torch.set_num_threads(THREADS)
     out = {}
     for kind, f in stage_files(weights).items():
-        shape = (TICK_BATCH[kind], 3, pp.INPUT_SIZES[kind], pp.INPUT_SIZES[kind])
-        x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        sess = ort_session(weights / f)
+        name, side = sess.get_inputs()[0].name, input_side(sess, kind)  # an older folder's face may be 192 px
+        x = np.random.default_rng(0).standard_normal((TICK_BATCH[kind], 3, side, side)).astype(np.float32)
         model = build(kind).eval()
         xt = torch.from_numpy(x)
 
@@ -67,8 +74,6 @@ def latency(weights: Path, runs: int) -> dict:
             with torch.no_grad():
                 model(xt)
 
-        sess = ort_session(weights / f)
-        name = sess.get_inputs()[0].name
         out[kind] = {
             "torch_ms": median_ms(torch_run, runs, warmup=10),
             "ort_ms": median_ms(lambda s=sess, n=name, x=x: s.run(None, {n: x}), runs, warmup=10),
@@ -201,7 +206,7 @@ def _run(args) -> int:
             ms = {}
             for k, p in paths.items():
                 sess = ort_session(p)
-                x = np.zeros((1, 3, pp.INPUT_SIZES[k], pp.INPUT_SIZES[k]), np.float32)
+                x = np.zeros((1, 3, input_side(sess, k), input_side(sess, k)), np.float32)
                 ms[k] = median_ms(lambda s=sess, x=x: s.run(None, {"input": x}), args.runs, warmup=10)
             mb = sum(p.stat().st_size for p in paths.values()) / 1e6
             print(

@@ -49,8 +49,9 @@ POINTS_SIZE = 128
 POINTS_STRIDE = 8
 POINTS_SPAN = 1.3
 POINTS = ("left_eye", "right_eye", "nose")  # the infant's own left and right eye
-# Each network's square input side. A manifest records the side each network was trained at, and the cascade
-# refuses a network made for another side than this code cuts (ONNX Runtime would fail every tick).
+# Each network's square input side. A manifest records the side each network was trained at; the cascade refuses a
+# presence, eye or eye-finder network made for another side than this code cuts (ONNX Runtime would fail every
+# tick) and runs the face network at the side its manifest names.
 INPUT_SIZES = {"presence": PRESENCE_SIZE, "face": FACE_SIZE, "eyes": EYE_SIZE, "points": POINTS_SIZE}
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.25, 0.25, 0.25)

@@ -94,7 +94,7 @@ def test_corrupt_or_missing_model_file_names_the_file(tmp_path):
 
 @pytest.mark.parametrize(
     ("kind", "named"),
-    [("presence", "presence model"), ("face", "face model"), ("eyes", "eye model"), ("points", "eye finder")],
+    [("presence", "presence model"), ("eyes", "eye model"), ("points", "eye finder")],
 )
 def test_a_network_made_for_another_input_size_is_refused_with_one_line(tmp_path, kind, named):
     """A stale weights folder (trained before an input size changed) would fail every tick inside ONNX Runtime."""

@@ -298,3 +298,27 @@ def test_a_data_cache_cut_at_other_input_sizes_is_rebuilt_not_reused(tmp_path, m
         assert z["face_train_x"].shape[1] == pp.FACE_SIZE  # the rebuilt cache replaced the stale one
     datasets.load_or_build(DATA, tmp_path)
     assert built == ["syrip"]  # now it is reused
+
+
+def test_a_face_network_made_at_another_side_runs_at_the_side_its_manifest_names(tmp_path):
+    """A face stage made at another side (an experiment, an older release) must run as it was made, not fail in ONNX
+    Runtime: the evaluation scores such folders beside the shipped weights."""
+    import shutil
+
+    from models.cascade import Cascade
+    from models.networks import build
+    from train import vision
+
+    other = pp.FACE_SIZE - 64
+    weights = tmp_path / "w"
+    shutil.copytree(REPO / "models" / "weights", weights)
+    torch.manual_seed(0)
+    vision.export_onnx(build("face").eval(), other, weights / "face.onnx")
+    manifest = json.loads((weights / "manifest.json").read_text())
+    manifest["models"]["face"]["input_size"] = other
+    (weights / "manifest.json").write_text(json.dumps(manifest))
+    c = Cascade.load(weights, face_threshold=0.0)  # every crop gets a box, so the face network surely runs
+    assert c.face_size == other
+    frame, _truth = frame_at(datetime(2026, 1, 1, 3, 0))
+    box, p, _eyes = c.find_face(frame, BASSINET_CROP)
+    assert 0.0 <= p <= 1.0 and box[2] > box[0]
