@@ -57,6 +57,8 @@ def serving(settings: Settings, bind: str = "127.0.0.1") -> Iterator[str]:
         yield f"http://127.0.0.1:{settings.dashboard_port}"
     finally:
         server.shutdown()
+        thread.join(timeout=5)
+        server.server_close()  # free the port now: a test that serves the same settings again binds it at once
 
 
 def call(method: str, url: str, body=None, headers: dict | None = None) -> tuple[int, object, dict]:
