@@ -31,6 +31,24 @@ def test_face_is_held_only_by_a_box_around_both_eyes_and_nose_at_most_twice_its_
     assert face_score([], (0, 0, 10, 10)) == (False, 0.0)
 
 
+def test_a_face_is_binned_by_its_size_in_the_face_stages_input():
+    from models import preprocess as pp
+    from train.infant_metrics import face_side_in_input, size_bin
+
+    crop = (0, 0, 400, 200)  # the letterbox scales the longer side (400) to FACE_SIZE
+    big = FaceTruth((0.0, 0.0, 100.0, 80.0), None, None, None)
+    assert face_side_in_input([FACE], crop) == pytest.approx(10 / 400 * pp.FACE_SIZE)
+    assert face_side_in_input([FACE, big], crop) == pytest.approx(100 / 400 * pp.FACE_SIZE)  # the largest face
+    assert [size_bin(v) for v in (0.0, 29.9, 30.0, 44.9, 45.0, 500.0)] == [
+        "under 30 px",
+        "under 30 px",
+        "30-45 px",
+        "30-45 px",
+        "45 px and over",
+        "45 px and over",
+    ]
+
+
 def test_a_photo_with_two_faces_is_held_when_either_face_is_and_scores_its_best_iou():
     other = FaceTruth((20.0, 0.0, 30.0, 10.0), (23.0, 4.0), (27.0, 4.0), (25.0, 6.0))
     hit, iou = face_score([FACE, other], (20, 0, 30, 10))
@@ -191,6 +209,11 @@ def test_a_small_val_run_scores_every_section_and_writes_the_report(tmp_path):
     assert result["counts"][SYRIP]["eye_labelled_faces"] == 2  # the mixed face has no face-level label
     assert {SYRIP, BABY, "background"} <= set(result["presence"])
     assert result["face"][SYRIP]["hit"]["n"] == 3 and result["face"][BABY]["hit"]["n"] == 3
+    for source in (SYRIP, BABY):  # every face in exactly one size bin, and the bins' hits add up to the whole
+        bins = result["face"][source]["hit_by_size"].values()
+        assert sum(b["n"] for b in bins) == 3
+        held = sum(round(b["value"] * b["n"]) for b in bins if b["n"])
+        assert held == round(result["face"][source]["hit"]["value"] * 3)
     assert result["peer"]["blazeface"][SYRIP]["hit"]["value"] == 1.0  # its boxes are the truths here
     assert result["peer"]["blazeface"][SYRIP]["iou"]["value"] == 1.0
     iris = result["peer"]["iris"][SYRIP]
@@ -202,6 +225,7 @@ def test_a_small_val_run_scores_every_section_and_writes_the_report(tmp_path):
     write_report(result, DATA, report)
     text = report.read_text()
     assert "val split" in text and "never ground truth" in text and "| face | syrip_real |" in text
+    assert f"letterboxed to {result['face_size']} px" in text and "| 30-45 px |" in text
     if result["worst"]["face"] or result["worst"]["eyes"]:
         assert (tmp_path / "reports" / "infant_errors.png").is_file()
 

@@ -42,14 +42,17 @@ from train.infant_data import (
     syrip_rows,
 )
 from train.infant_metrics import (
+    FACE_SIZE_BINS,
     eye_points_hit,
     eye_summary,
     face_score,
+    face_side_in_input,
     iris_verdict,
     matched_face,
     mean,
     peer_pick,
     rate,
+    size_bin,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -217,9 +220,18 @@ def score(run: dict, photos: list[Photo], eye_faces: list[EyeFace]) -> dict:
         if with_face:
             scored = [face_score(p.truths, run["photo"][p.key]["face_box"]) for p in with_face]
             groups = [p.group for p in with_face]
+            bins = [size_bin(face_side_in_input(p.truths, p.crop)) for p in with_face]
             res["face"][s] = {
                 "hit": rate([h for h, _ in scored], groups, by_group=BY_GROUP[s]),
                 "iou": mean([v for _, v in scored], groups),
+                "hit_by_size": {
+                    name: rate(
+                        [h for (h, _), b in zip(scored, bins, strict=True) if b == name],
+                        [g for g, b in zip(groups, bins, strict=True) if b == name],
+                        by_group=BY_GROUP[s],
+                    )
+                    for name, _lo, _hi in FACE_SIZE_BINS
+                },
             }
             if any(run["photo"][p.key]["eye_points"] is not None for p in with_face):
                 hits = [any(eye_points_hit(t, run["photo"][p.key]["eye_points"]) for t in p.truths) for p in with_face]
@@ -375,6 +387,7 @@ def evaluate(
     result = {
         "split": split,
         "weights": cascades["ours"].version,
+        "face_size": cascades["ours"].face_size,
         "baseline": cascades["today"].version if baseline is not None else None,
         "limit": limit,
         "truth_note": TRUTH_NOTE,

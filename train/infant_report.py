@@ -182,6 +182,26 @@ def score_rows(result: dict) -> list[str]:
     return rows
 
 
+def size_rows(result: dict) -> list[str]:
+    """Face held by the face's size in the face stage's input: a small face is where the face stage loses faces."""
+    by_source = {s: _dig(result["face"], s, "hit_by_size") for s in SOURCES}
+    names = next((list(v) for v in by_source.values() if v), [])
+    if not names:
+        return []
+    L = [
+        "Face held by the true face's size in the face stage's input (the crop letterboxed to "
+        f"{result.get('face_size', 'FACE_SIZE')} px; value, 95% interval, n):",
+        "",
+        "| source | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for s, bins in by_source.items():
+        if bins:
+            cells = (f"{_v(bins[n])} ({_ci(bins[n])}, n {_n(bins[n], False)})" if bins[n]["n"] else "–" for n in names)
+            L.append(f"| {s} | " + " | ".join(cells) + " |")
+    return [*L, ""]
+
+
 def markdown(result: dict, sheet: Path | None) -> str:
     today = result.get("today") is not None
     head = "| stage | source | metric | ours | 95% interval | peer (BlazeFace / iris) | peer 95% |"
@@ -212,6 +232,7 @@ def markdown(result: dict, sheet: Path | None) -> str:
         *score_rows(result),
         "",
     ]
+    L += size_rows(result)
     if not result["eyes"]:
         L += ["No person eye labels yet: no eye scores.", ""]
     thr = result["peer"].get("iris_threshold")
