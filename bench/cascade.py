@@ -51,7 +51,8 @@ def ort_session(path: Path):
 
 
 def input_side(sess, kind: str) -> int:
-    """The square side an ONNX network takes (its own, which for an older weights folder may not be the code's)."""
+    """The square side an ONNX network takes: its own, which for a face stage made at another side (the cascade runs
+    it at the side its manifest names) is not the code's."""
     side = sess.get_inputs()[0].shape[-1]
     return side if isinstance(side, int) else pp.INPUT_SIZES[kind]
 
@@ -65,7 +66,7 @@ def latency(weights: Path, runs: int) -> dict:
     out = {}
     for kind, f in stage_files(weights).items():
         sess = ort_session(weights / f)
-        name, side = sess.get_inputs()[0].name, input_side(sess, kind)  # an older folder's face may be 192 px
+        name, side = sess.get_inputs()[0].name, input_side(sess, kind)
         x = np.random.default_rng(0).standard_normal((TICK_BATCH[kind], 3, side, side)).astype(np.float32)
         model = build(kind).eval()
         xt = torch.from_numpy(x)
@@ -206,7 +207,8 @@ def _run(args) -> int:
             ms = {}
             for k, p in paths.items():
                 sess = ort_session(p)
-                x = np.zeros((1, 3, input_side(sess, k), input_side(sess, k)), np.float32)
+                side = input_side(sess, k)
+                x = np.zeros((1, 3, side, side), np.float32)
                 ms[k] = median_ms(lambda s=sess, x=x: s.run(None, {"input": x}), args.runs, warmup=10)
             mb = sum(p.stat().st_size for p in paths.values()) / 1e6
             print(
