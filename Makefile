@@ -50,6 +50,7 @@ weights: $(DEV)
 
 cry-weights: $(DEV)
 	$(PY) -m train.cry --out models/weights
+	$(PY) -m train.cry_listen --write
 	$(PY) -m train.evaluate_cry
 
 retrain: $(DEV)
