@@ -157,6 +157,60 @@ def test_hard_negative_mining_draws_the_clips_the_network_calls_a_cry_most_often
     assert weights.sum() == pytest.approx(1.0) and weights[1] > 10 * weights[0]
 
 
+def _dominant_hz(x: np.ndarray) -> float:
+    spectrum = np.abs(np.fft.rfft(x))
+    return float(np.fft.rfftfreq(len(x), 1 / af.SAMPLE_RATE)[spectrum.argmax()])
+
+
+def test_a_clip_played_faster_is_shorter_and_higher_by_the_same_factor():
+    from train import cry_data as cd
+
+    t = np.arange(af.WINDOW_SAMPLES) / af.SAMPLE_RATE
+    tone = (0.3 * np.sin(2 * np.pi * 400.0 * t)).astype(np.float32)
+    for factor in (0.8, 1.4):
+        faster = cd.play_faster(tone, factor)
+        assert len(faster) == round(len(tone) / factor)
+        assert _dominant_hz(faster) == pytest.approx(400.0 * factor, abs=1.0)
+
+
+def test_not_cry_voices_are_pitched_higher_than_other_sounds_and_cries():
+    from train import cry_data as cd
+
+    t = np.arange(2 * af.WINDOW_SAMPLES) / af.SAMPLE_RATE
+    tone = (0.3 * np.sin(2 * np.pi * 400.0 * t)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    highest = {}
+    for kind in ("conversation", "baby_laugh", "music"):
+        shares = cd.SECOND_SOUND_SHARE
+        try:
+            cd.SECOND_SOUND_SHARE = 0.0  # the pitch alone
+            highest[kind] = max(_dominant_hz(cd.not_cry_window(tone, kind, rng, [tone])) for _ in range(60))
+        finally:
+            cd.SECOND_SOUND_SHARE = shares
+    highest["cry"] = max(_dominant_hz(cd.crop_with_speed(tone, rng)) for _ in range(60))
+    # 400 Hz played up to 1.5x as fast for voices and laughs, up to 1.25x for music and cries
+    assert highest["conversation"] > 1.35 * 400 and highest["baby_laugh"] > 1.35 * 400
+    assert highest["music"] <= 1.26 * 400 and highest["cry"] <= 1.26 * 400
+
+
+def test_some_not_cry_windows_carry_a_second_not_cry_sound():
+    from train import cry_data as cd
+
+    t = np.arange(2 * af.WINDOW_SAMPLES) / af.SAMPLE_RATE
+    voice, tv = ((0.3 * np.sin(2 * np.pi * f * t)).astype(np.float32) for f in (300.0, 1800.0))
+    rng = np.random.default_rng(1)
+    windows = [cd.not_cry_window(voice, "music", rng, [tv]) for _ in range(200)]
+    assert all(len(w) == af.WINDOW_SAMPLES for w in windows)
+
+    def tv_share(w: np.ndarray) -> float:
+        spectrum = np.abs(np.fft.rfft(w)) ** 2
+        freqs = np.fft.rfftfreq(len(w), 1 / af.SAMPLE_RATE)
+        return float(spectrum[freqs > 1000].sum() / spectrum.sum())
+
+    mixed = np.mean([tv_share(w) > 0.1 for w in windows])
+    assert mixed == pytest.approx(cd.SECOND_SOUND_SHARE, abs=0.08)
+
+
 def test_shipped_manifest_matches_the_feature_code_and_recorded_a_tight_export():
     manifest = CryModel.load().manifest
     assert manifest["features"] == af.FEATURE_VERSION and manifest["sample_rate"] == 8000

@@ -129,7 +129,11 @@ def draw_epoch(
         else:
             pool = by_kind[kinds[rng.choice(len(kinds), p=weights)]]
             clip = pool[rng.integers(len(pool))]
-        window = cd.augment(cd.crop_with_speed(clip.audio, rng), rng, backgrounds)
+        if clip.is_cry:
+            window = cd.crop_with_speed(clip.audio, rng)
+        else:
+            window = cd.not_cry_window(clip.audio, clip.kind, rng, backgrounds)
+        window = cd.augment(window, rng, backgrounds)
         xs.append(af.model_input(window))
         ys.append(float(clip.is_cry))
     order = rng.permutation(len(xs))

@@ -140,12 +140,36 @@ def crop(x: np.ndarray, rng: np.random.Generator, n: int = af.WINDOW_SAMPLES) ->
     return x[start : start + n]
 
 
-def crop_with_speed(x: np.ndarray, rng: np.random.Generator, n: int = af.WINDOW_SAMPLES) -> np.ndarray:
-    """A random window played 0.8-1.25x as fast (pitch moves with it): other babies, other voices."""
+def crop_with_speed(
+    x: np.ndarray, rng: np.random.Generator, n: int = af.WINDOW_SAMPLES, fastest: float = 1.25
+) -> np.ndarray:
+    """A random window played 0.8-`fastest` x as fast (pitch moves with it): other babies, other voices."""
     if rng.random() < 0.5:
         return crop(x, rng, n)
-    need = int(n * rng.uniform(0.8, 1.25))
-    return af.resample(crop(x, rng, need), need, n)[:n]
+    need = int(n * rng.uniform(0.8, fastest))
+    return play_faster(crop(x, rng, need), need / n)[:n]
+
+
+def play_faster(x: np.ndarray, factor: float) -> np.ndarray:
+    """`x` played `factor` x as fast, pitch moving with it (1.4: +6 semitones, a smaller baby or a child)."""
+    return af.resample(x, len(x), max(1, round(len(x) / factor)))
+
+
+# Voices and laughs are played up to this much faster (a child's or a high voice, +7 semitones at 1.5): a
+# listener hears more voices than the training speakers, and pitch alone must not make a sound a cry.
+VOICE_KINDS, VOICE_FASTEST = {"conversation", "read_speech", "phone_voice", "baby_laugh"}, 1.5
+# This share of not-cry windows has a second not-cry sound mixed in at -6..6 dB: a nursery hears the TV over a
+# conversation, a voice over a dishwasher, never one clean source at a time.
+SECOND_SOUND_SHARE = 0.3
+
+
+def not_cry_window(x: np.ndarray, kind: str, rng: np.random.Generator, others: list[np.ndarray]) -> np.ndarray:
+    """A random window of a not-cry clip, its voice sometimes higher, sometimes with another not-cry sound."""
+    window = crop_with_speed(x, rng, fastest=VOICE_FASTEST if kind in VOICE_KINDS else 1.25)
+    if rng.random() < SECOND_SOUND_SHARE:
+        other = crop_with_speed(others[rng.integers(len(others))], rng)
+        window = mix_at_snr(window, other, rng.uniform(-6, 6))
+    return window
 
 
 def colored_noise(n: int, rng: np.random.Generator, exponent: float) -> np.ndarray:
