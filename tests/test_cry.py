@@ -416,3 +416,21 @@ def test_listener_evaluation_counts_alerts_per_hour_of_sound_and_finds_an_episod
     late.probs, late.dbfs = np.array([0.1] * 60 + [0.9] * 3), np.full(63, -30.0)  # onset at 67 s: too late
     missed = summary(figures(CryRule(threshold=0.5, consecutive=3), [late]))["cry_episodes"]["quiet room"]
     assert missed["detected"] == 0 and missed["median_latency_s"] is None
+
+
+def test_the_listener_evaluation_plays_every_sound_again_as_another_higher_voice():
+    from train import cry_listen as cl
+
+    t = np.arange(4 * af.WINDOW_SAMPLES) / af.SAMPLE_RATE
+    voice = (0.3 * np.sin(2 * np.pi * 400.0 * t)).astype(np.float32)
+    hum = [(0.01 * np.sin(2 * np.pi * 60.0 * t)).astype(np.float32)]
+    renderings = {}
+    for rendering in ("as recorded", "another voice (1.25x)"):
+        stream = cl.not_cry_stream("conversation", {"talk": voice}, rendering, hum, np.random.default_rng(0))
+        start, end, source = stream.segments[0]
+        sound = stream.audio[int(start * af.SAMPLE_RATE) : int(end * af.SAMPLE_RATE)]
+        renderings[rendering] = (end - start, _dominant_hz(sound), source)
+    assert any(p.startswith("another voice") for p in cl.PASSES)
+    (plain_s, plain_hz, _), (higher_s, higher_hz, source) = renderings.values()
+    assert source == "talk" and plain_hz == pytest.approx(400.0, abs=2.0)
+    assert higher_s == pytest.approx(plain_s / 1.25, abs=0.01) and higher_hz == pytest.approx(500.0, abs=2.0)
