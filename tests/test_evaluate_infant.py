@@ -225,7 +225,10 @@ def test_a_small_val_run_scores_every_section_and_writes_the_report(tmp_path):
     write_report(result, DATA, report)
     text = report.read_text()
     assert "val split" in text and "never ground truth" in text and "| face | syrip_real |" in text
-    assert f"letterboxed to {result['face_size']} px" in text and "| 30-45 px |" in text
+    from models import preprocess as pp
+
+    assert result["face_size"] == pp.FACE_SIZE
+    assert f"letterboxed to {pp.FACE_SIZE} px;" in text and "| 30-45 px |" in text
     if result["worst"]["face"] or result["worst"]["eyes"]:
         assert (tmp_path / "reports" / "infant_errors.png").is_file()
 

@@ -42,8 +42,9 @@ TARGET_PER_HOUR = {"conversation": 0.2, "music": 0.1, "household noise": 0.1, "l
 DEFAULT_TARGET = 0.2
 # "another voice": every sound played 1.25x as fast (+4 semitones). The held-out laughs are the training baby's and
 # the voices a few speakers; a rule that counts windows a model scores low must not fire on a higher voice or baby.
-PASSES = ("as recorded", "camera (band + G.711)", "room reverb", "over household noise 15 dB", "another voice (1.25x)")
 ANOTHER_VOICE_SPEED = 1.25
+ANOTHER_VOICE = f"another voice ({ANOTHER_VOICE_SPEED:g}x)"
+PASSES = ("as recorded", "camera (band + G.711)", "room reverb", "over household noise 15 dB", ANOTHER_VOICE)
 BACKGROUNDS = ("quiet room", "household noise", "conversation")
 SNRS = (20.0, 10.0, 0.0)
 LEAD_S, TAIL_S, DETECT_AFTER_S, ROOM_BELOW_DB = 40.0, 10.0, 5.0, 40.0
@@ -119,7 +120,7 @@ def not_cry_stream(kind: str, sources: dict[str, np.ndarray], rendering: str, ho
         x = sources[name]
         if rendering == "room reverb":
             x = cd.reverb(x, rng)
-        elif rendering.startswith("another voice"):
+        elif rendering == ANOTHER_VOICE:
             x = cd.play_faster(x, ANOTHER_VOICE_SPEED)
         gap = room(int(rng.uniform(5, 20) * af.SAMPLE_RATE), rng, level)
         pieces += [gap, x]

@@ -138,14 +138,14 @@ def pitch_section(model: CryModel, baseline, test: list[cd.Clip], kind_of: dict,
     The held-out laughs are other minutes of the one laughing baby, and the voices are a few speakers: a sound's
     pitch moved by a few semitones stands in for the other babies and voices a nursery hears. A model that told
     a laugh from a cry by this baby's pitch alone calls the same laugh, played higher, a cry."""
+    masks = {kind: np.array([kind_of[id(c)] == kind for c in test]) for kind in ("cry", *kinds)}
     counts: dict[tuple[str, str], list[tuple[int, int]]] = {}
     for speed in SPEEDS:
         audio = [cd.play_faster(c.audio, speed) for c in test]
         ours = np.array([model.probabilities(x).max() >= model.threshold for x in audio])
         theirs = baseline.predict(np.stack([baseline_features(x) for x in audio])).astype(bool)
         for name, pred in (("BILBO CNN", ours), ("baseline SVC", theirs)):
-            for kind in ("cry", *kinds):
-                mask = np.array([kind_of[id(c)] == kind for c in test])
+            for kind, mask in masks.items():
                 counts.setdefault((kind, name), []).append((int(pred[mask].sum()), int(mask.sum())))
     names = ["as recorded" if s == 1.0 else f"{s:g}x ({12 * np.log2(s):+.0f} semitones)" for s in SPEEDS]
     lines = [
@@ -153,7 +153,8 @@ def pitch_section(model: CryModel, baseline, test: list[cd.Clip], kind_of: dict,
         "## Another baby, another voice: held-out clips played faster or slower",
         "",
         "Each held-out clip played at another speed, its pitch moving with it (what `crop_with_speed` does in "
-        "training, at speeds it draws for every sound: 0.8-1.25x, and up to 1.5x for voices and laughs). The "
+        f"training, at speeds it draws for every sound: 0.8-1.25x, and up to {cd.VOICE_FASTEST:g}x for voices and "
+        "laughs). The "
         "held-out laughing baby is the training baby's other minutes, so this is the nearest this data comes to "
         "another laughing baby. Speeds inside the training range show whether a model leans on one baby's or "
         "speaker's pitch, not that another baby's laugh is safe. Cells: clips called cry (cry: clips found) / clips.",

@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from models import preprocess as pp
 from train.infant_data import BABY, SYRIP, Box
 from train.infant_metrics import EYE_POINT_TOLERANCE
 
@@ -188,9 +189,13 @@ def size_rows(result: dict) -> list[str]:
     names = next((list(v) for v in by_source.values() if v), [])
     if not names:
         return []
+    # The bins are measured in the shipped face stage's input (train/infant_metrics.py), whatever side the face stage
+    # scored here runs at, so two face stages are compared on the same faces per bin.
+    own = result.get("face_size", pp.FACE_SIZE)
+    scored_at = "" if own == pp.FACE_SIZE else f"; the face stage scored here runs at {own} px"
     L = [
         "Face held by the true face's size in the face stage's input (the crop letterboxed to "
-        f"{result.get('face_size', 'FACE_SIZE')} px; value, 95% interval, n):",
+        f"{pp.FACE_SIZE} px{scored_at}; value, 95% interval, n):",
         "",
         "| source | " + " | ".join(names) + " |",
         "|---|" + "---|" * len(names),
