@@ -142,3 +142,20 @@ def test_the_shipped_eye_finder_puts_each_eye_on_its_eye_in_unseen_sample_frames
         iod = np.hypot(*np.subtract(left_true, right_true))
         hits += max(np.hypot(*np.subtract(left, left_true)), np.hypot(*np.subtract(right, right_true))) <= 0.25 * iod
     assert hits >= 57, hits
+
+
+def test_a_cache_cut_with_other_settings_is_cut_again_and_a_matching_one_is_read(tmp_path, monkeypatch):
+    from train import eye_points as ep
+
+    cut = {s: {"x": np.zeros((2, pp.POINTS_SIZE, pp.POINTS_SIZE, 3), np.uint8)} for s in ep.CROPS}
+    builds = []
+    monkeypatch.setattr(ep, "build", lambda data: builds.append(data) or cut)
+    old = {f"{s}_x": np.zeros((2, 96, 96, 3), np.uint8) for s in ep.CROPS}  # an older cache: 96 px, no settings
+    np.savez(tmp_path / "eye_points.npz", **old)
+    assert ep.load_or_build(Path("data"), tmp_path)["train"]["x"].shape[1] == pp.POINTS_SIZE
+    assert len(builds) == 1  # cut again, and saved with this code's settings
+    assert ep.load_or_build(Path("data"), tmp_path)["val"]["x"].shape[1] == pp.POINTS_SIZE
+    assert len(builds) == 1  # read from the cache this time
+    monkeypatch.setattr(ep, "BOX_SHIFT_SD", ep.BOX_SHIFT_SD * 2)  # training boxes moved further: a new cut
+    ep.load_or_build(Path("data"), tmp_path)
+    assert len(builds) == 2

@@ -179,16 +179,38 @@ def build(data: Path) -> dict[str, dict[str, np.ndarray]]:
     return {s: cut_all([(f, None) for f in faces[s]] + sample_faces(s), s, data) for s in CROPS}
 
 
+def cut_settings() -> str:
+    """What the cut inputs depend on besides the data, as one string kept beside them in the cache: a cache outlives a
+    change of these (a 96 px cache fed the 128 px finder without a word), so one cut otherwise is cut again."""
+    return json.dumps(
+        {
+            "size": pp.POINTS_SIZE,
+            "span": pp.POINTS_SPAN,
+            "box_shift_sd": BOX_SHIFT_SD,
+            "box_log_scale_sd": BOX_LOG_SCALE_SD,
+            "angles": [ANY_ANGLE_P, SMALL_ANGLE_SD],
+            "crops": CROPS,
+            "sample_faces": SAMPLE_FACES,
+            "sample_seed": SAMPLE_SEED,
+            "seed": SEED,
+        },
+        sort_keys=True,
+    )
+
+
 def load_or_build(data: Path, cache: Path | None) -> dict[str, dict[str, np.ndarray]]:
     path = cache / "eye_points.npz" if cache is not None else None
     if path is not None and path.is_file():
         with np.load(path, allow_pickle=False) as z:
             flat = {k: z[k] for k in z.files}
-        return {s: {k.split("_", 1)[1]: v for k, v in flat.items() if k.startswith(s + "_")} for s in CROPS}
+        if "settings" in flat and str(flat["settings"]) == cut_settings():
+            return {s: {k.split("_", 1)[1]: v for k, v in flat.items() if k.startswith(s + "_")} for s in CROPS}
+        print(f"{path} was cut with other settings than this code's: cutting again")
     arrays = build(data)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, **{f"{s}_{k}": v for s, a in arrays.items() for k, v in a.items()})
+        flat = {f"{s}_{k}": v for s, a in arrays.items() for k, v in a.items()}
+        np.savez(path, settings=np.array(cut_settings()), **flat)
     return arrays
 
 
