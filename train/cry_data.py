@@ -140,13 +140,17 @@ def crop(x: np.ndarray, rng: np.random.Generator, n: int = af.WINDOW_SAMPLES) ->
     return x[start : start + n]
 
 
+# Every training sound is drawn at these speeds half of the time (pitch moves with them): other babies, other voices.
+SLOWEST, FASTEST = 0.8, 1.25
+
+
 def crop_with_speed(
-    x: np.ndarray, rng: np.random.Generator, n: int = af.WINDOW_SAMPLES, fastest: float = 1.25
+    x: np.ndarray, rng: np.random.Generator, n: int = af.WINDOW_SAMPLES, fastest: float = FASTEST
 ) -> np.ndarray:
-    """A random window played 0.8-`fastest` x as fast (pitch moves with it): other babies, other voices."""
+    """A random window played SLOWEST-`fastest` x as fast (pitch moves with it): other babies, other voices."""
     if rng.random() < 0.5:
         return crop(x, rng, n)
-    need = int(n * rng.uniform(0.8, fastest))
+    need = int(n * rng.uniform(SLOWEST, fastest))
     return play_faster(crop(x, rng, need), need / n)[:n]
 
 
@@ -165,7 +169,7 @@ SECOND_SOUND_SHARE = 0.3
 
 def not_cry_window(x: np.ndarray, kind: str, rng: np.random.Generator, others: list[np.ndarray]) -> np.ndarray:
     """A random window of a not-cry clip, its voice sometimes higher, sometimes with another not-cry sound."""
-    window = crop_with_speed(x, rng, fastest=VOICE_FASTEST if kind in VOICE_KINDS else 1.25)
+    window = crop_with_speed(x, rng, fastest=VOICE_FASTEST if kind in VOICE_KINDS else FASTEST)
     if rng.random() < SECOND_SOUND_SHARE:
         other = crop_with_speed(others[rng.integers(len(others))], rng)
         window = mix_at_snr(window, other, rng.uniform(-6, 6))

@@ -153,11 +153,11 @@ def pitch_section(model: CryModel, baseline, test: list[cd.Clip], kind_of: dict,
         "## Another baby, another voice: held-out clips played faster or slower",
         "",
         "Each held-out clip played at another speed, its pitch moving with it (what `crop_with_speed` does in "
-        f"training, at speeds it draws for every sound: 0.8-1.25x, and up to {cd.VOICE_FASTEST:g}x for voices and "
-        "laughs). The "
-        "held-out laughing baby is the training baby's other minutes, so this is the nearest this data comes to "
-        "another laughing baby. Speeds inside the training range show whether a model leans on one baby's or "
-        "speaker's pitch, not that another baby's laugh is safe. Cells: clips called cry (cry: clips found) / clips.",
+        f"training, at speeds it draws for every sound: {cd.SLOWEST:g}-{cd.FASTEST:g}x, and up to "
+        f"{cd.VOICE_FASTEST:g}x for voices and laughs). The held-out laughing baby is the training baby's other "
+        "minutes, so this is the nearest this data comes to another laughing baby. Speeds inside the training range "
+        "show whether a model leans on one baby's or speaker's pitch, not that another baby's laugh is safe. Cells: "
+        "clips called cry (cry: clips found) / clips.",
         "",
         "| kind | model | " + " | ".join(names) + " |",
         "|---|---|" + "---|" * len(SPEEDS),
