@@ -14,7 +14,7 @@ import pytest
 
 from capture.sample_camera import BASSINET_CROP, frame_at, render_scene
 from models import preprocess as pp
-from models.cascade import Cascade, CascadeResult, ModelError, combine_eyes
+from models.cascade import Cascade, CascadeResult, ModelError, combine_eyes, combine_found_eyes
 
 REPO = Path(__file__).resolve().parents[1]
 WEIGHTS = REPO / "models" / "weights"
@@ -69,6 +69,31 @@ def test_combine_eyes():
     assert combine_eyes(np.array([0.95, 0.05]), 0.8)[0] == "open"  # a missed region looks closed, never open
     assert combine_eyes(np.array([0.02, 0.1]), 0.8) == ("closed", 0.98)
     assert combine_eyes(np.array([0.6, 0.45]), 0.8) == ("unknown", 0.6)
+
+
+def test_found_eyes_agreeing_give_their_verdict_and_disagreeing_ones_give_unknown():
+    assert combine_found_eyes(np.array([0.95, 0.95]), 0.8) == pytest.approx(("open", 0.95))
+    assert combine_found_eyes(np.array([0.1, 0.02]), 0.8)[0] == "closed"
+    # one confidently open eye no longer wins over a confidently closed one: a tight cut of a closed lid reads "open"
+    assert combine_found_eyes(np.array([0.95, 0.05]), 0.8)[0] == "unknown"
+    assert combine_found_eyes(np.array([0.05, 0.95]), 0.8)[0] == "unknown"
+
+
+def test_found_eyes_are_never_surer_than_the_surer_eye():
+    """The mean of log-odds, not their sum: two eyes that each fall short of the bar do not clear it together."""
+    assert combine_found_eyes(np.array([0.7, 0.7]), 0.8) == pytest.approx(("unknown", 0.7))
+    label, conf = combine_found_eyes(np.array([0.95, 0.6]), 0.8)  # one eye half hidden: the clear one carries it
+    assert label == "open" and 0.8 <= conf < 0.95
+    assert combine_found_eyes(np.array([1.0, 1.0]), 0.8)[1] <= 1.0  # saturated probabilities stay finite
+
+
+def test_the_eye_finder_cut_combines_by_log_odds_and_the_box_cut_by_either_eye(monkeypatch):
+    frame = np.full((120, 160, 3), 90, np.uint8)
+    cascade = Cascade.load(WEIGHTS)
+    monkeypatch.setattr(cascade, "eye_probs", lambda crops: np.array([0.97, 0.03]))
+    box, points = (40.0, 30.0, 100.0, 90.0), ((85.0, 55.0), (55.0, 55.0))
+    assert cascade.eyes(frame, box, points, cut="points")[0] == "unknown"
+    assert cascade.eyes(frame, box, points, cut="box")[0] == "open"
 
 
 def test_cascade_import_does_not_pull_torch():

@@ -446,8 +446,9 @@ def write_manifest(weights: Path, arrays, fits, train_info, results, headline, t
         f" and >= {EYE_MIN_INFANT_VAL_COVERAGE:.0%} on the validation groups' real infant eyes"
     )
     models["eyes"]["combine"] = (
-        "two eyes per face: open if either eye is confidently open, else closed if either is confidently closed, "
-        "else unknown (models/cascade.py explains why open wins)"
+        "two eyes per face, cut where the eye finder put them: the mean of their log-odds of open against the "
+        "threshold (models/cascade.combine_found_eyes); without the eye finder, open if either eye is confidently "
+        "open, else closed if either is confidently closed, else unknown (models/cascade.combine_eyes)"
     )
     models["eyes"]["mrl_subjects"] = {
         sp: sorted({r.split("|")[1] for r in arrays[f"eyes_{sp}_ref"][arrays[f"eyes_{sp}_source"] == "mrl"]})
