@@ -250,10 +250,11 @@ def combine_found_eyes(p_open: np.ndarray, threshold: float) -> tuple[str, float
     light and the finder, so the mean (one observation's worth), not the sum, and a verdict needs the pair to clear
     the bar one eye would have to. Why not `combine_eyes`' "open wins": with the eye finder, a crop that misses its
     eye is a tight or shifted cut, and a closed lid cut tight reads "open" as readily as a cheek reads "closed".
-    Measured on the validation groups' 56 person-labelled faces under five face stages (the shipped one, three
-    retrains, the 256 px one) at the shipped threshold: right / wrong verdicts pooled 234 / 23 against 232 / 38, fewer
-    wrong under every face stage; on the training groups' 343 faces (shipped and one retrained face stage, and the
-    eye stage alone at the true eye centres) fewer wrong every time too (11 / 7 / 4 against 20 / 20 / 15)."""
+    Measured on the validation groups' 56 person-labelled faces under five face stages (the shipped one, two
+    retrains, the body-part one, the 256 px one) at the shipped threshold: right / wrong verdicts pooled 234 / 23
+    against 232 / 38, fewer wrong under every face stage; on the training groups' 343 faces (shipped and one
+    retrained face stage, and the eye stage alone at the true eye centres) fewer wrong every time too (11 / 7 / 4
+    against 20 / 20 / 15). Clipped, so that saturated probabilities (0 and 1) give a verdict, never NaN."""
     p = np.clip(np.asarray(p_open, dtype=np.float64), 1e-6, 1 - 1e-6)
     p_pair = float(1.0 / (1.0 + np.exp(-np.mean(np.log(p / (1.0 - p))))))
     return verdict(p_pair, threshold)

@@ -84,7 +84,9 @@ def test_found_eyes_are_never_surer_than_the_surer_eye():
     assert combine_found_eyes(np.array([0.7, 0.7]), 0.8) == pytest.approx(("unknown", 0.7))
     label, conf = combine_found_eyes(np.array([0.95, 0.6]), 0.8)  # one eye half hidden: the clear one carries it
     assert label == "open" and 0.8 <= conf < 0.95
-    assert combine_found_eyes(np.array([1.0, 1.0]), 0.8)[1] <= 1.0  # saturated probabilities stay finite
+    # saturated probabilities (an exported softmax can give exactly 0 and 1) still give a verdict, never NaN
+    assert combine_found_eyes(np.array([1.0, 0.0]), 0.8) == pytest.approx(("unknown", 0.5))
+    assert combine_found_eyes(np.array([1.0, 1.0]), 0.8)[0] == "open"
 
 
 def test_the_eye_finder_cut_combines_by_log_odds_and_the_box_cut_by_either_eye(monkeypatch):
