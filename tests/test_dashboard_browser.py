@@ -114,7 +114,10 @@ def test_parent_corrects_a_frame_from_the_timeline_and_undoes(browser_page):
     page.locator(f'#timeline rect[data-id="{tick_id}"]').click()
     expect(page.locator("#img")).to_have_attribute("src", f"/frames/{tick_id}.jpg")
     expect(page.locator("#details")).to_contain_text(TARGET)
-    page.wait_for_function("document.getElementById('img').naturalWidth > 0")
+    # Wait for the frame itself before drawing on it. Not by wait_for_function: its string predicate is eval'd
+    # again at each poll, which the dashboard's CSP (no 'unsafe-eval') refuses once the image is still loading.
+    expect(page.locator("#img")).to_have_js_property("complete", True)
+    assert page.locator("#img").evaluate("img => img.naturalWidth") == 640  # the sample frame, not a broken image
 
     page.get_by_role("button", name="Closed").click()
     expect(page.locator("#humanline")).to_contain_text('eyes → "closed"')
