@@ -59,6 +59,26 @@ def test_best_epoch_weights_are_kept_not_the_last():
     assert not all(torch.equal(state[k], snapshots[2][k]) for k in state if state[k].is_floating_point())
 
 
+def test_a_run_without_patience_runs_every_epoch_and_keeps_its_best():
+    """FULL trains with no early stop (the one-cycle schedule's low-rate epochs come last); a patience stops."""
+    from train import vision
+
+    assert vision.FULL["patience"] is None
+    xtr, ytr = _eye_toy_set(96, 1)
+    xva, yva = _eye_toy_set(32, 2)
+
+    def spoil_after_first(model, epoch):
+        if epoch >= 1:  # every epoch after the first ends worse than the first
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.add_(torch.randn_like(p) * 0.5)
+
+    _, full = vision.fit("eyes", xtr, ytr, xva, yva, epochs=4, patience=None, epoch_hook=spoil_after_first)
+    assert len(full["val_loss_history"]) == 4 and full["best_epoch"] == 1
+    _, stopped = vision.fit("eyes", xtr, ytr, xva, yva, epochs=4, patience=1, epoch_hook=spoil_after_first)
+    assert len(stopped["val_loss_history"]) == 2 and stopped["best_epoch"] == 1
+
+
 @pytest.mark.parametrize("kind", ["presence", "face", "eyes"])
 def test_onnx_export_matches_torch(tmp_path, kind):
     from models.networks import build
