@@ -146,6 +146,31 @@ def test_the_eye_stage_alone_is_cut_at_the_true_eye_centres_when_the_cascade_tak
     assert eyes_on_truth(BoxOnly(), None, FACE) == ("closed", 0.8, "true face box")
 
 
+def test_presence_on_babies_with_darker_skin_is_scored_apart_from_the_average():
+    from train.evaluate_infant import Photo, score
+
+    photos = [Photo(f"{BABY}/{k}.jpg", BABY, k, (0, 0, 10, 10)) for k in ("a", "b", "c", "d")]
+    present = {"a": True, "b": False, "c": True, "d": True}
+    run = {"photo": {p.key: {"present": present[p.group]} for p in photos}, "background": {}, "given": {}}
+    darker = frozenset({f"{BABY}/b.jpg", f"{BABY}/c.jpg", "syrip_real/not_in_this_split.jpg"})
+    res = score(run, photos, [], darker)
+    assert res["presence"][BABY]["value"] == 0.75 and res["presence"][BABY]["n"] == 4
+    assert res["presence"]["darker_skin"]["value"] == 0.5 and res["presence"]["darker_skin"]["n"] == 2
+    assert "darker_skin" not in score(run, photos, [])["presence"]  # no list, no row (never a rate of nothing)
+
+
+def test_the_darker_skin_list_names_real_photos_of_every_split():
+    from train.evaluate_infant import DARKER_SKIN, darker_skinned
+
+    keys = darker_skinned()
+    assert keys and all(k.startswith((f"{SYRIP}/", f"{BABY}/")) and k.endswith(".jpg") for k in keys)
+    assert "how" in json.loads(DARKER_SKIN.read_text())
+    if (DATA / "images" / SYRIP / "labels.csv").is_file():
+        assert all((DATA / "images" / k).is_file() for k in keys)
+        split = {**split_of(syrip_rows(DATA)), **split_of(baby_rows(DATA))}
+        assert {split[k] for k in keys} == {"train", "val", "test"}
+
+
 def test_the_evaluation_imports_no_torch():
     code = (
         "import sys; import train.evaluate_infant, train.infant_report; "

@@ -26,6 +26,7 @@ COLUMNS = (
     ("called present, syrip", ("presence", SYRIP)),
     ("called present, baby_photos", ("presence", BABY)),
     ("room crops called present", ("presence", "background")),
+    ("babies with darker skin called present", ("presence", "darker_skin")),
 )
 
 

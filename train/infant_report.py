@@ -154,6 +154,8 @@ def score_rows(result: dict) -> list[str]:
             "background crops called present (lower is better)",
             ("presence", "background"),
         )
+    if "darker_skin" in result["presence"]:
+        row("presence", "babies with darker skin", "photos called present", ("presence", "darker_skin"))
     for s in SOURCES:
         if s not in result["face"]:
             rows.append("| " + " | ".join(["face", s, "n/a: no face truths yet"] + [""] * (7 if today else 5)) + " |")
