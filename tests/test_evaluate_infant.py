@@ -149,14 +149,21 @@ def test_the_eye_stage_alone_is_cut_at_the_true_eye_centres_when_the_cascade_tak
 def test_presence_on_babies_with_darker_skin_is_scored_apart_from_the_average():
     from train.evaluate_infant import Photo, score
 
-    photos = [Photo(f"{BABY}/{k}.jpg", BABY, k, (0, 0, 10, 10)) for k in ("a", "b", "c", "d")]
+    photos = [Photo(f"{BABY}/{k}.jpg", BABY, k, (0, 0, 10, 10), [FACE] if k in "bc" else []) for k in "abcd"]
     present = {"a": True, "b": False, "c": True, "d": True}
-    run = {"photo": {p.key: {"present": present[p.group]} for p in photos}, "background": {}, "given": {}}
+    box = {"a": None, "b": None, "c": (0.0, 0.0, 10.0, 10.0), "d": None}  # b: not present, so no box
+    run = {
+        "photo": {p.key: {"present": present[p.group], "face_box": box[p.group], "eye_points": None} for p in photos},
+        "background": {},
+        "given": {},
+    }
     darker = frozenset({f"{BABY}/b.jpg", f"{BABY}/c.jpg", "syrip_real/not_in_this_split.jpg"})
     res = score(run, photos, [], darker)
     assert res["presence"][BABY]["value"] == 0.75 and res["presence"][BABY]["n"] == 4
     assert res["presence"]["darker_skin"]["value"] == 0.5 and res["presence"]["darker_skin"]["n"] == 2
-    assert "darker_skin" not in score(run, photos, [])["presence"]  # no list, no row (never a rate of nothing)
+    assert res["face"]["darker_skin"]["hit"]["value"] == 0.5 and res["face"]["darker_skin"]["hit"]["n"] == 2
+    plain = score(run, photos, [])  # no list, no row (never a rate of nothing)
+    assert "darker_skin" not in plain["presence"] and "darker_skin" not in plain["face"]
 
 
 def test_the_darker_skin_list_names_real_photos_of_every_split():

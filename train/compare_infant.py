@@ -27,6 +27,7 @@ COLUMNS = (
     ("called present, baby_photos", ("presence", BABY)),
     ("room crops called present", ("presence", "background")),
     ("babies with darker skin called present", ("presence", "darker_skin")),
+    ("faces held, babies with darker skin", ("face", "darker_skin", "hit")),
 )
 
 

@@ -213,8 +213,8 @@ def darker_skinned(path: Path = DARKER_SKIN) -> frozenset[str]:
 
 
 def score(run: dict, photos: list[Photo], eye_faces: list[EyeFace], darker: frozenset[str] = frozenset()) -> dict:
-    """One cascade's presence, face and eye scores by source; presence also on the photos of babies with darker
-    skin (`darker`), apart, because an average over all photos hid that presence missed two of them."""
+    """One cascade's presence, face and eye scores by source; presence and face held also on the photos of babies
+    with darker skin (`darker`), apart, because an average over all photos hid that presence missed two of them."""
     res: dict = {"presence": {}, "face": {}, "eyes": {}}
     for s in SOURCES:
         mine = [p for p in photos if p.source == s]
@@ -262,6 +262,10 @@ def score(run: dict, photos: list[Photo], eye_faces: list[EyeFace], darker: froz
         res["presence"]["darker_skin"] = rate(
             [run["photo"][p.key]["present"] for p in mine], [p.group for p in mine], by_group=True
         )
+    with_face = [p for p in mine if p.truths]
+    if with_face:  # end to end, as for each source: a photo called not present has no box
+        held = [face_score(p.truths, run["photo"][p.key]["face_box"])[0] for p in with_face]
+        res["face"]["darker_skin"] = {"hit": rate(held, [p.group for p in with_face], by_group=True)}
     return res
 
 

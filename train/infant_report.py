@@ -170,6 +170,13 @@ def score_rows(result: dict) -> list[str]:
                 ("face", s, "eye_points"),
                 ("blazeface", s, "eye_points"),
             )
+    if "darker_skin" in result["face"]:
+        row(
+            "face",
+            "babies with darker skin",
+            "face held (box holds eyes + nose, <= 2x the face)",
+            ("face", "darker_skin", "hit"),
+        )
     for s in SOURCES:
         e = result["eyes"].get(s)
         if e is None:
