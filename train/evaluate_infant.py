@@ -257,12 +257,12 @@ def score(run: dict, photos: list[Photo], eye_faces: list[EyeFace], darker: froz
     bg = [(p, v) for p in photos for v in run["background"].get(p.key, [])]
     if bg:
         res["presence"]["background"] = rate([v for _, v in bg], [p.group for p, _ in bg], by_group=True)
-    mine = [p for p in photos if p.key in darker]
-    if mine:
+    darker_photos = [p for p in photos if p.key in darker]  # any source, so groups are bootstrapped whole
+    if darker_photos:
         res["presence"]["darker_skin"] = rate(
-            [run["photo"][p.key]["present"] for p in mine], [p.group for p in mine], by_group=True
+            [run["photo"][p.key]["present"] for p in darker_photos], [p.group for p in darker_photos], by_group=True
         )
-    with_face = [p for p in mine if p.truths]
+    with_face = [p for p in darker_photos if p.truths]
     if with_face:  # end to end, as for each source: a photo called not present has no box
         held = [face_score(p.truths, run["photo"][p.key]["face_box"])[0] for p in with_face]
         res["face"]["darker_skin"] = {"hit": rate(held, [p.group for p in with_face], by_group=True)}

@@ -16,6 +16,7 @@ from train.infant_data import BABY, SYRIP, Box
 from train.infant_metrics import EYE_POINT_TOLERANCE
 
 SOURCES = (SYRIP, BABY)
+FACE_HELD = "face held (box holds eyes + nose, <= 2x the face)"  # the metric's name in every row that reports it
 TILE, CAPTION_CHARS = 200, 34
 GREEN, RED, BLUE, YELLOW = (0, 190, 0), (0, 0, 230), (230, 90, 0), (0, 220, 230)
 INTERVALS_NOTE = (
@@ -160,7 +161,7 @@ def score_rows(result: dict) -> list[str]:
         if s not in result["face"]:
             rows.append("| " + " | ".join(["face", s, "n/a: no face truths yet"] + [""] * (7 if today else 5)) + " |")
             continue
-        row("face", s, "face held (box holds eyes + nose, <= 2x the face)", ("face", s, "hit"), ("blazeface", s, "hit"))
+        row("face", s, FACE_HELD, ("face", s, "hit"), ("blazeface", s, "hit"))
         row("face", s, "mean IoU with the truth box (0 without a box)", ("face", s, "iou"), ("blazeface", s, "iou"))
         if "eye_points" in result["face"][s]:
             row(
@@ -171,12 +172,7 @@ def score_rows(result: dict) -> list[str]:
                 ("blazeface", s, "eye_points"),
             )
     if "darker_skin" in result["face"]:
-        row(
-            "face",
-            "babies with darker skin",
-            "face held (box holds eyes + nose, <= 2x the face)",
-            ("face", "darker_skin", "hit"),
-        )
+        row("face", "babies with darker skin", FACE_HELD, ("face", "darker_skin", "hit"))
     for s in SOURCES:
         e = result["eyes"].get(s)
         if e is None:
